@@ -1,0 +1,32 @@
+# poster-genre-kit: `make baseline` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= work
+DATA ?=
+BASELINE ?= lenet
+
+.PHONY: setup test baseline leaderboard compare bench fuzz clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+baseline: setup
+	$(PY) -m kit baseline --workdir $(WORKDIR) --baseline $(BASELINE) $(if $(DATA),--data $(DATA))
+
+leaderboard: setup
+	$(PY) -m eval leaderboard submissions --workdir $(WORKDIR)
+
+bench: setup
+	$(PY) bench/run.py --workdir $(WORKDIR)/bench
+
+clean:
+	rm -rf $(WORKDIR)

@@ -1,0 +1,93 @@
+"""`kit <command>`: the participant- and organiser-facing command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.markup import escape
+
+from kit.console import console, summary
+from kit.errors import KitError
+from kit.workdir import DEFAULT_WORKDIR, Workdir
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 345x230, got {text!r}")
+    if height < 8 or width < 8:
+        raise argparse.ArgumentTypeError("image height and width must be at least 8")
+    return height, width
+
+
+def cmd_synth(args) -> dict:
+    from kit.synth import synthesize
+    return synthesize(args.out, args.n, args.seed, args.workers)
+
+
+def cmd_prepare(args) -> dict:
+    from kit.prepare import prepare_dataset
+    return prepare_dataset(args.source, Workdir(args.workdir), args.name, args.layout, args.labels,
+                           args.posters, args.size, args.shard_size, args.max_pixels,
+                           args.chunksize, args.workers)
+
+
+def cmd_report(args) -> dict:
+    from kit.prepare import redraw_report
+    workdir = Workdir(args.workdir)
+    return redraw_report(workdir, args.dataset or workdir.latest_dataset())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                         help="folder for generated data, stores, runs (default: %(default)s)")
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("synth", cmd_synth, "write a synthetic poster data set (Letterboxd layout)")
+    sub.add_argument("--out", required=True, help="folder to write")
+    sub.add_argument("--n", type=int, default=3000, help="films (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    sub = command("prepare", cmd_prepare, "ingest a poster data set into the preprocessed store")
+    sub.add_argument("source", help="data folder (Letterboxd, wide one-hot or list layout)")
+    sub.add_argument("--name", help="dataset name (default: the folder's name)")
+    sub.add_argument("--layout", choices=["letterboxd", "wide", "list"], help="skip detection")
+    sub.add_argument("--labels", help="label CSV inside the folder (default: detected)")
+    sub.add_argument("--posters", help="poster folder (default: posters/ or Images/)")
+    sub.add_argument("--size", type=_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
+    sub.add_argument("--shard-size", type=int, default=256, help="posters per shard (256)")
+    sub.add_argument("--max-pixels", type=int, default=60_000_000,
+                     help="larger images are refused as decompression bombs (60,000,000)")
+    sub.add_argument("--chunksize", type=int, default=500_000, help="label CSV rows per chunk")
+    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
+    sub.add_argument("--dataset", help="dataset name (default: the latest prepared)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except KitError as error:
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")
+        return 130
+    summary(f"kit {args.command}", result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

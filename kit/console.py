@@ -1,0 +1,66 @@
+"""Terminal output: one rich console on stderr, progress bars, and the end-of-command summary."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+# Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
+console = Console(stderr=True, highlight=False)
+
+
+def progress(transient: bool = False) -> Progress:
+    """A progress bar with count, rate-friendly columns and time left."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=transient,
+        disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+    return os.environ.get("KIT_PROGRESS") == "1"
+
+
+def track(items: Iterable, total: int, description: str, unit: str = "items"):
+    """Iterate ``items`` with a progress bar that shows throughput in ``unit``/s."""
+    import time
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(description, total=total, rate="")
+        for done, item in enumerate(items, 1):
+            yield item
+            elapsed = time.perf_counter() - start
+            bar.update(task, advance=1, rate=f"{done / elapsed:,.1f} {unit}/s" if elapsed else "")
+
+
+def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
+    """A rich table with the given header and rows (values formatted with ``format_value``)."""
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column, justify="left" if column in columns[:1] else "right")
+    for row in rows:
+        out.add_row(*(format_value(value) for value in row))
+    return out
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def summary(title: str, data: dict[str, Any], as_json: bool) -> None:
+    """End a command: a short summary on the terminal, or one JSON object on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        return
+    console.print(table(title, ["item", "value"], ((k, v) for k, v in data.items()
+                                                   if not isinstance(v, (dict, list)))))

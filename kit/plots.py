@@ -1,0 +1,57 @@
+"""The figures people would rather look at than read (matplotlib, written as PNG files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kit.files import atomic_path  # noqa: E402
+
+
+def save(figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG atomically and close it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def label_distribution(counts: dict[str, dict[str, int]], title: str, path: str | Path) -> Path:
+    """Films per genre, one bar group per series (e.g. before/after balancing): Figure 1/2."""
+    series = list(counts)
+    genres = sorted({g for c in counts.values() for g in c},
+                    key=lambda g: -counts[series[0]].get(g, 0))
+    figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(genres)), 4))
+    width = 0.8 / len(series)
+    x = np.arange(len(genres))
+    for i, name in enumerate(series):
+        axis.bar(x + i * width, [counts[name].get(g, 0) for g in genres], width, label=name)
+    axis.set_xticks(x + width * (len(series) - 1) / 2, genres, rotation=60, ha="right")
+    axis.set_ylabel("films")
+    axis.set_title(title)
+    if len(series) > 1:
+        axis.legend()
+    return save(figure, path)
+
+
+def genres_per_film(groups: dict[str, list[int]], title: str, path: str | Path) -> Path:
+    """Share of films with 1, 2, 3, ... genres per group (e.g. dramas vs others): Figure 3."""
+    top = max((max(v) for v in groups.values() if len(v)), default=1)
+    ks = np.arange(1, top + 1)
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    width = 0.8 / max(len(groups), 1)
+    for i, (name, values) in enumerate(groups.items()):
+        values = np.asarray(values)
+        shares = [(values == k).mean() if len(values) else 0 for k in ks]
+        axis.bar(ks + i * width, shares, width, label=f"{name} (n={len(values)})")
+    axis.set_xticks(ks + width * (len(groups) - 1) / 2, [str(k) for k in ks])
+    axis.set_xlabel("genres per film")
+    axis.set_ylabel("share of films")
+    axis.set_title(title)
+    axis.legend()
+    return save(figure, path)

@@ -1,0 +1,251 @@
+"""The preprocessed poster store: sharded, memory-mapped uint8 arrays with an index.
+
+Layout of a store folder::
+
+    store.json              image size and shard size
+    shard-000000.npy        uint8 array (n, 3, height, width), rows in index order
+    shard-000000.json       the shard's rows (id, source, size, mtime, checksum) and failures;
+                            written last, so a shard without it is never read
+    index.csv               id, shard, row, source, source_size, source_mtime_ns, checksum
+
+A shard is the unit of work: it is decoded and written by one worker, to temporary names, then
+renamed. An interrupted run loses at most the shards in flight; the next run skips every poster
+already stored (or already failed) whose file is unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from kit.console import progress
+from kit.errors import KitError
+from kit.files import atomic_path, read_json, write_csv, write_json
+from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE, PosterError, decode_poster
+
+DEFAULT_SHARD_SIZE = 256
+INDEX_COLUMNS = ["id", "shard", "row", "source", "source_size", "source_mtime_ns", "checksum"]
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a worker needs to build one shard."""
+    store_dir: str
+    shard: int
+    items: tuple[tuple[str, str, str], ...]   # (id, absolute path, source path as recorded)
+    size: tuple[int, int]
+    max_pixels: int
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:06d}"
+
+
+def build_shard(job: ShardJob) -> dict:
+    """Decode every poster of ``job`` and write the shard; return its sidecar record."""
+    cv2.setNumThreads(1)  # parallelism comes from running shards in separate processes
+    height, width = job.size
+    pixels = np.empty((len(job.items), 3, height, width), dtype=np.uint8)
+    rows, failed = [], []
+    for film_id, path, source in job.items:
+        record = {"id": film_id, "source": source}
+        try:
+            stat = os.stat(path)
+            record.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns)
+            with open(path, "rb") as handle:
+                data = handle.read()
+            record["checksum"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+            pixels[len(rows)] = decode_poster(data, job.size, job.max_pixels)
+        except PosterError as error:
+            failed.append({**record, "reason": error.reason, "detail": error.detail})
+            continue
+        except OSError as error:
+            failed.append({**record, "reason": "unreadable", "detail": error.strerror or str(error)})
+            continue
+        rows.append({**record, "row": len(rows)})
+    base = Path(job.store_dir) / shard_name(job.shard)
+    with atomic_path(base.with_suffix(".npy")) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, pixels[:len(rows)])
+    sidecar = {"shard": job.shard, "rows": rows, "failed": failed}
+    write_json(base.with_suffix(".json"), sidecar)
+    return sidecar
+
+
+def load_sidecars(store_dir: Path) -> list[dict]:
+    """Every committed shard's sidecar, in shard order."""
+    return [read_json(p) for p in sorted(store_dir.glob("shard-*.json"))]
+
+
+def _known_files(sidecars: list[dict]) -> dict[str, dict]:
+    """Latest record per id over stored and failed posters (later shards win)."""
+    known = {}
+    for sidecar in sidecars:
+        for record in sidecar["rows"]:
+            known[record["id"]] = {**record, "shard": sidecar["shard"], "stored": True}
+        for record in sidecar["failed"]:
+            known[record["id"]] = {**record, "shard": sidecar["shard"], "stored": False}
+    return known
+
+
+def _unchanged(record: dict | None, path: str) -> bool:
+    if record is None or "source_size" not in record:
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (stat.st_size, stat.st_mtime_ns) == (record["source_size"], record["source_mtime_ns"])
+
+
+def _check_layout(store_dir: Path, size: tuple[int, int], shard_size: int) -> None:
+    meta_path = store_dir / "store.json"
+    meta = {"size": list(size), "shard_size": shard_size, "format": 1}
+    if meta_path.exists():
+        existing = read_json(meta_path)
+        if existing["size"] != list(size):
+            raise KitError(f"store {store_dir} holds {existing['size'][0]}x{existing['size'][1]} "
+                           f"posters, not {size[0]}x{size[1]}; use another --workdir or dataset "
+                           "name")
+        return
+    store_dir.mkdir(parents=True, exist_ok=True)
+    write_json(meta_path, meta)
+
+
+def _remove_orphans(store_dir: Path) -> None:
+    """Delete temporary files and shard arrays whose sidecar was never written."""
+    for tmp in store_dir.glob(".shard-*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for array in store_dir.glob("shard-*.npy"):
+        if not array.with_suffix(".json").exists():
+            array.unlink(missing_ok=True)
+
+
+def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int, int],
+              shard_size: int, max_pixels: int) -> tuple[list[ShardJob], int]:
+    """Shard jobs for the films not yet stored (or failed) unchanged; and how many were skipped."""
+    known = _known_files(load_sidecars(store_dir))
+    next_shard = 1 + max((int(p.stem.split("-")[1]) for p in store_dir.glob("shard-*.json")),
+                         default=-1)
+    pending = []
+    for film_id, source in zip(films["id"], films["poster"]):
+        path = str(root / source)
+        record = known.get(film_id)
+        if record is not None and record["source"] == source and _unchanged(record, path):
+            continue
+        pending.append((film_id, path, source))
+    jobs = [ShardJob(str(store_dir), next_shard + i, tuple(pending[start:start + shard_size]),
+                     tuple(size), max_pixels)
+            for i, start in enumerate(range(0, len(pending), shard_size))]
+    return jobs, len(films) - len(pending)
+
+
+def run_local(jobs: list[ShardJob], workers: int):
+    """Build shards in a local process pool; yield each sidecar as it completes."""
+    if workers <= 1:
+        yield from map(build_shard, jobs)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(build_shard, job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | os.PathLike,
+                size: tuple[int, int] = DEFAULT_SIZE, shard_size: int = DEFAULT_SHARD_SIZE,
+                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
+                runner=None) -> dict:
+    """Store every poster of ``films`` (columns id, poster) found under ``root``.
+
+    Resumable and incremental; returns counts and the failures of this catalogue by reason.
+    ``runner(jobs)`` may replace the local process pool (the Dask runner does).
+    """
+    root, store_dir = Path(root), Path(store_dir)
+    if shard_size < 1:
+        raise KitError(f"--shard-size must be at least 1, got {shard_size}")
+    _check_layout(store_dir, size, shard_size)
+    _remove_orphans(store_dir)
+    jobs, skipped = plan_jobs(films, root, store_dir, size, shard_size, max_pixels)
+    workers = workers or os.cpu_count() or 1
+    runner = runner or (lambda pending: run_local(pending, workers))
+    total = sum(len(job.items) for job in jobs)
+    start = time.perf_counter()
+    done = stored_now = 0
+    with progress() as bar:
+        task = bar.add_task("preprocessing posters", total=total, rate="")
+        for sidecar in runner(jobs):
+            stored_now += len(sidecar["rows"])
+            done += len(sidecar["rows"]) + len(sidecar["failed"])
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:,.0f} posters/s")
+    elapsed = time.perf_counter() - start
+    index, failures = write_index(films, store_dir)
+    rate = round(total / elapsed, 1) if total and elapsed > 0 else None
+    return {"stored": len(index), "newly_stored": stored_now, "skipped_unchanged": skipped,
+            "failed": failures, "seconds": round(elapsed, 2), "posters_per_second": rate}
+
+
+def write_index(films: pd.DataFrame, store_dir: Path) -> tuple[pd.DataFrame, dict[str, list]]:
+    """Write ``index.csv`` for the films of the catalogue; return it and failures by reason."""
+    known = _known_files(load_sidecars(store_dir))
+    rows, failures = [], {}
+    for film_id in films["id"]:
+        record = known.get(film_id)
+        if record is None:
+            continue
+        if record["stored"]:
+            rows.append([record[c] for c in INDEX_COLUMNS])
+        else:
+            failures.setdefault(record["reason"], []).append(
+                {"id": film_id, "source": record["source"], "detail": record["detail"]})
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    write_csv(store_dir / "index.csv", index)
+    return index, failures
+
+
+class Store:
+    """Read access to a built store: ``store[i]`` is the uint8 (3, H, W) poster of index row i."""
+
+    def __init__(self, store_dir: str | os.PathLike):
+        self.dir = Path(store_dir)
+        index_path = self.dir / "index.csv"
+        if not index_path.exists():
+            raise KitError(f"no poster store at {self.dir}; run `kit prepare` first")
+        self.index = pd.read_csv(index_path, dtype={"id": str, "source": str, "checksum": str},
+                                 keep_default_na=False)
+        self.size = tuple(read_json(self.dir / "store.json")["size"])
+        self._position = {film_id: i for i, film_id in enumerate(self.index["id"])}
+        self._shards: dict[int, np.ndarray] = {}
+        self._shard = self.index["shard"].to_numpy()
+        self._row = self.index["row"].to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def shard(self, shard: int) -> np.ndarray:
+        """The memory-mapped array of one shard (opened once per process)."""
+        if shard not in self._shards:
+            self._shards[shard] = np.load(self.dir / f"{shard_name(shard)}.npy", mmap_mode="r")
+        return self._shards[shard]
+
+    def positions(self, ids) -> np.ndarray:
+        """Index rows of ``ids``; KitError naming the first ids that are not stored."""
+        missing = [i for i in ids if i not in self._position]
+        if missing:
+            raise KitError(f"{len(missing)} ids are not in the store {self.dir}, e.g. "
+                           f"{', '.join(missing[:5])}")
+        return np.array([self._position[i] for i in ids], dtype=np.int64)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        return self.shard(int(self._shard[position]))[int(self._row[position])]
+
+    def __getstate__(self):
+        # Memory maps are reopened in each worker process rather than pickled.
+        return {**self.__dict__, "_shards": {}}

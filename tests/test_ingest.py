@@ -1,0 +1,96 @@
+import os
+
+import pandas as pd
+import pytest
+
+from kit.errors import KitError
+from kit.ingest import build_catalogue, find_source, parse_genre_list
+from tests.conftest import jpeg_bytes
+
+
+def catalogue_of(root, **options):
+    catalogue = build_catalogue(find_source(root, **options))
+    return dict(zip(catalogue.films["id"], catalogue.films["genres"])), catalogue
+
+
+def test_letterboxd_layout_groups_genres_and_keeps_string_ids(letterboxd_dir):
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert catalogue.source.layout == "letterboxd"
+    assert films == {"tt0086567": "Sci-Fi|Thriller", "tt0086383": "Action", "1000001": "Drama"}
+    assert catalogue.dropped["no-poster"] == ["1000002"]
+    assert catalogue.dropped["no-genre"] == ["9999999"]
+
+
+def test_chunked_reading_gives_the_same_table(letterboxd_dir):
+    whole = build_catalogue(find_source(letterboxd_dir)).films
+    chunked = build_catalogue(find_source(letterboxd_dir), chunksize=1).films
+    pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_wide_one_hot_layout(tmp_path):
+    (tmp_path / "Images").mkdir()
+    pd.DataFrame({"Id": ["tt01", "tt02", "tt03"], "Genre": ["['Drama']", "[]", "x"],
+                  "Action": [0, 1, 1], "Drama": [1, 0, 1], "Science Fiction": [0, 0, 1]}
+                 ).to_csv(tmp_path / "train.csv", index=False)
+    for film_id in ["tt01", "tt02", "tt03"]:
+        (tmp_path / "Images" / f"{film_id}.jpg").write_bytes(jpeg_bytes())
+    films, catalogue = catalogue_of(tmp_path)
+    assert catalogue.source.layout == "wide"
+    assert films == {"tt01": "Drama", "tt02": "Action", "tt03": "Action|Drama|Science Fiction"}
+
+
+@pytest.mark.parametrize("genres", ["Drama|Science Fiction", "['Drama', 'Science Fiction']"])
+def test_list_layout(tmp_path, genres):
+    (tmp_path / "posters").mkdir()
+    pd.DataFrame({"id": ["7"], "genres": [genres]}).to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "posters" / "7.png").write_bytes(jpeg_bytes(fmt="PNG"))
+    films, catalogue = catalogue_of(tmp_path)
+    assert catalogue.source.layout == "list"
+    assert films == {"7": "Drama|Science Fiction"}
+
+
+def test_genre_list_parsing():
+    assert parse_genre_list("['Drama', \"Kids, Family\"]") == ["Drama", "Kids, Family"]
+    assert parse_genre_list("Drama|Comedy") == ["Drama", "Comedy"]
+    assert parse_genre_list("Drama") == ["Drama"]
+
+
+def test_ids_that_escape_the_poster_folder_are_rejected(letterboxd_dir):
+    (letterboxd_dir / "secret.jpg").write_bytes(jpeg_bytes())
+    with open(letterboxd_dir / "genres.csv", "a") as handle:
+        handle.write("../secret,Drama\n/etc/passwd,Drama\n..,Drama\n")
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert sorted(catalogue.dropped["unsafe-id"]) == ["..", "../secret", "/etc/passwd"]
+    assert all("/" not in f for f in films)
+
+
+def test_symlink_pointing_outside_is_not_followed(letterboxd_dir, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "x.jpg"
+    outside.write_bytes(jpeg_bytes())
+    os.symlink(outside, letterboxd_dir / "posters" / "1000002.jpg")
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert "1000002" not in films
+    assert catalogue.dropped["poster-outside-folder"] == ["1000002"]
+
+
+def test_duplicate_rows_and_odd_genre_names(letterboxd_dir):
+    with open(letterboxd_dir / "genres.csv", "a", encoding="utf-8") as handle:
+        handle.write('1000001,Drama\n1000001,"Crime, ""Noir"""\n1000001,Ciné|ma\n1000001,Ciné\n')
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert films["1000001"] == 'Ciné|Crime, "Noir"|Drama'
+    assert catalogue.notes["duplicate label rows"] == 1
+    assert catalogue.notes["genre names with '|' dropped"] == 1
+
+
+def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
+    with pytest.raises(KitError, match="does not exist"):
+        find_source(tmp_path / "nope")
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(KitError, match="expected genres.csv with columns id,genre"):
+        find_source(tmp_path)
+
+
+def test_missing_poster_folder_is_named(tmp_path):
+    (tmp_path / "genres.csv").write_text("id,genre\n1,Drama\n")
+    with pytest.raises(KitError, match="no poster folder.*posters/"):
+        find_source(tmp_path)

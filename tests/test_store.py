@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from kit.imaging import decode_poster
+from kit.ingest import build_catalogue, find_source
+from kit.store import Store, build_shard, build_store, run_local
+from tests.conftest import jpeg_bytes
+
+
+def catalogue(root):
+    return build_catalogue(find_source(root)).films
+
+
+def test_store_holds_exactly_the_decoded_posters(synthetic_dir, tmp_path):
+    films = catalogue(synthetic_dir)
+    result = build_store(films, synthetic_dir, tmp_path / "store", size=(69, 46), shard_size=50,
+                         workers=2)
+    assert result["stored"] == len(films) == 240 and result["failed"] == {}
+    store = Store(tmp_path / "store")
+    assert list(store.index["id"]) == list(films["id"])
+    for position in [0, 57, 239]:
+        source = synthetic_dir / films["poster"][position]
+        expected = decode_poster(source.read_bytes(), size=(69, 46))
+        np.testing.assert_array_equal(store[position], expected)
+
+
+def test_rerun_skips_unchanged_and_restores_changed_posters(letterboxd_dir, tmp_path):
+    films = catalogue(letterboxd_dir)
+    build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    again = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    assert again["skipped_unchanged"] == 3 and again["newly_stored"] == 0
+    (letterboxd_dir / "posters" / "1000001.jpg").write_bytes(jpeg_bytes((0, 0, 250)))
+    changed = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    assert changed["newly_stored"] == 1
+    store = Store(tmp_path)
+    blue = store[int(store.positions(["1000001"])[0])]
+    assert blue[2].mean() > 200 and blue[0].mean() < 50
+
+
+def test_interrupted_run_resumes_to_the_same_store(synthetic_dir, tmp_path):
+    films = catalogue(synthetic_dir)
+    build_store(films, synthetic_dir, tmp_path / "whole", size=(30, 20), shard_size=40, workers=1)
+
+    def dies_after_two_shards(jobs):
+        for number, sidecar in enumerate(run_local(jobs, 1)):
+            yield sidecar
+            if number == 1:
+                raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        build_store(films, synthetic_dir, tmp_path / "resumed", size=(30, 20), shard_size=40,
+                    runner=dies_after_two_shards)
+    # A shard caught half-written: an array without its sidecar, and a stray temporary file.
+    (tmp_path / "resumed" / "shard-000099.npy").write_bytes(b"garbage")
+    (tmp_path / "resumed" / ".shard-000100.npy.123.tmp").write_bytes(b"garbage")
+    result = build_store(films, synthetic_dir, tmp_path / "resumed", size=(30, 20),
+                         shard_size=40, workers=1)
+    assert result["skipped_unchanged"] == 80 and result["newly_stored"] == 160
+    assert not (tmp_path / "resumed" / "shard-000099.npy").exists()
+    whole, resumed = Store(tmp_path / "whole"), Store(tmp_path / "resumed")
+    assert list(whole.index["checksum"]) == list(resumed.index["checksum"])
+    for position in range(len(whole)):
+        np.testing.assert_array_equal(whole[position], resumed[position])
+
+
+def test_bad_files_are_listed_with_their_reason_and_good_ones_kept(letterboxd_dir, tmp_path):
+    posters = letterboxd_dir / "posters"
+    (posters / "tt0086567.jpg").write_bytes(b"")
+    (posters / "tt0086383.jpg").write_bytes(b"<html>not an image</html>")
+    good = catalogue(letterboxd_dir)
+    result = build_store(good, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    assert result["stored"] == 1
+    assert {r: [f["id"] for f in v] for r, v in result["failed"].items()} == {
+        "empty": ["tt0086567"], "not-an-image": ["tt0086383"]}
+
+
+def test_unreadable_file_is_listed(letterboxd_dir, tmp_path):
+    # A directory where a poster file should be: unreadable even for root.
+    (letterboxd_dir / "posters" / "1000001.jpg").unlink()
+    (letterboxd_dir / "posters" / "1000001.jpg").mkdir()
+    result = build_store(catalogue(letterboxd_dir), letterboxd_dir, tmp_path, size=(20, 10),
+                         workers=1)
+    assert [f["id"] for f in result["failed"]["unreadable"]] == ["1000001"]
+
+
+def test_a_shard_is_one_npy_and_one_sidecar(letterboxd_dir, tmp_path):
+    from kit.store import ShardJob
+    items = tuple((i, str(letterboxd_dir / "posters" / f"{i}.jpg"), f"posters/{i}.jpg")
+                  for i in ["1000001", "tt0086383"])
+    out = tmp_path / "store"
+    out.mkdir()
+    sidecar = build_shard(ShardJob(str(out), 7, items, (20, 10), 10**6))
+    assert [r["row"] for r in sidecar["rows"]] == [0, 1]
+    assert np.load(out / "shard-000007.npy").shape == (2, 3, 20, 10)
+    assert sorted(p.name for p in out.iterdir()) == ["shard-000007.json", "shard-000007.npy"]
