@@ -39,6 +39,53 @@ def cmd_report(args) -> dict:
     return redraw_report(workdir, args.dataset or workdir.latest_dataset())
 
 
+def cmd_split(args) -> dict:
+    from kit.splits import SplitOptions, make_competition
+    workdir = Workdir(args.workdir)
+    options = SplitOptions(args.sample, args.test, args.valid, args.public, args.min_support,
+                           args.seed)
+    return make_competition(workdir, args.dataset or workdir.latest_dataset(), options)
+
+
+def cmd_audit(args) -> dict:
+    from kit import balancing
+    from kit.labels import encode
+    from kit.splits import Competition
+    competition = Competition.find(Workdir(args.workdir), args.competition)
+    table_ = competition.train_table()
+    genres = competition.genres()
+    train = encode(table_.loc[table_["part"] == "train", "genres"], genres)
+    valid = encode(table_.loc[table_["part"] == "valid", "genres"], genres)
+    balance = balancing.plan(args.strategy, train, valid, args.seed, **balance_options(args),
+                             genres=genres)
+    out = Workdir(args.workdir).root / "audits" / competition.name
+    return balancing.audit(args.strategy, train, genres, balance, out, args.seed)
+
+
+def balance_options(args) -> dict:
+    """The balancing options given on the command line, by their strategy keyword."""
+    return {"min_count": args.min_count, "target_size": args.target_size,
+            "weight_cap": args.weight_cap}
+
+
+def add_balance_arguments(sub: argparse.ArgumentParser) -> None:
+    from kit.balancing import STRATEGIES
+    sub.add_argument("--balance", "--strategy", dest="strategy", default="none",
+                     choices=list(STRATEGIES), help="balancing strategy (default: %(default)s)")
+    sub.add_argument("--min-count", type=int, help="min-per-genre: films per genre (M)")
+    sub.add_argument("--target-size", type=int,
+                     help="min-per-genre: derive M so the training set has about this many films")
+    sub.add_argument("--weight-cap", type=float, default=50.0,
+                     help="class-weight: largest pos_weight (default: %(default)s)")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
     sub.add_argument("--dataset", help="dataset name (default: the latest prepared)")
+    sub = command("split", cmd_split, "freeze a competition: stratified train/valid/test split")
+    sub.add_argument("--dataset", help="prepared dataset (default: the latest)")
+    sub.add_argument("--sample", type=_integer, help="use N randomly chosen films")
+    sub.add_argument("--test", type=float, default=0.3, help="test fraction of all (0.3)")
+    sub.add_argument("--valid", type=float, default=0.2, help="valid fraction of the rest (0.2)")
+    sub.add_argument("--public", type=float, default=0.5,
+                     help="public fraction of the test part (0.5)")
+    sub.add_argument("--min-support", type=_integer, default=10,
+                     help="drop genres with fewer films (10)")
+    sub.add_argument("--seed", type=_integer, default=0)
+
+    sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
+    sub.add_argument("--competition", help="competition name (default: the latest)")
+    sub.add_argument("--seed", type=_integer, default=0)
+    add_balance_arguments(sub)
     return parser
 
 

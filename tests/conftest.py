@@ -51,3 +51,24 @@ def letterboxd_dir(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+TEST_SIZE = "115x77"   # the smallest that still fits LeNet's four conv/pool blocks, a third of 345x230
+
+
+@pytest.fixture(scope="session")
+def workdir(synthetic_dir, tmp_path_factory):
+    """A work folder with the synthetic data set prepared at the test size and one competition."""
+    from kit.cli import main
+    root = tmp_path_factory.mktemp("work")
+    assert main(["prepare", str(synthetic_dir), "--workdir", str(root), "--size", TEST_SIZE,
+                 "--name", "synth", "--shard-size", "64"]) == 0
+    assert main(["split", "--workdir", str(root), "--min-support", "5", "--seed", "1"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def competition(workdir):
+    from kit.splits import Competition
+    from kit.workdir import Workdir
+    return Competition.find(Workdir(workdir))
