@@ -1,0 +1,1 @@
+"""The scoring harness: validate a submission, score it on the natural test distribution."""

@@ -1,0 +1,68 @@
+"""The answer key: the only code that reads a competition's ``private/`` folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+from kit.labels import encode, genre_list
+from kit.workdir import Workdir
+
+USAGES = ("Public", "Private")
+
+
+@dataclass
+class AnswerKey:
+    """Test labels, their usage (Public/Private) and the training prevalence of each genre."""
+    competition: Path
+    ids: list[str]
+    labels: np.ndarray            # (n, G) uint8
+    usage: np.ndarray             # (n,) str
+    genres: list[str]
+    prevalence: np.ndarray        # (G,) share of training films with each genre
+
+    @property
+    def closed(self) -> bool:
+        """A closed competition shows its private scores to everyone."""
+        return (self.competition / "CLOSED").exists()
+
+    def part(self, usage: str) -> np.ndarray:
+        return np.flatnonzero(self.usage == usage)
+
+
+def find_answers(workdir: Workdir, competition: str | None = None,
+                 answers: str | None = None) -> Path:
+    """Path of the answer key: given, or that of the named (default: latest) competition."""
+    if answers:
+        path = Path(answers)
+        if not path.is_file():
+            raise KitError(f"answer key {path} does not exist")
+        return path
+    from kit.splits import Competition
+    return Competition.find(workdir, competition).folder / "private" / "answers.csv"
+
+
+def load_answers(path: str | Path) -> AnswerKey:
+    """Read ``answers.csv`` and, beside it, the competition's genre list and training prior."""
+    path = Path(path)
+    folder = path.parent.parent
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as error:
+        raise KitError(f"cannot read the answer key {path}: {error}") from None
+    if list(frame.columns) != ["id", "genres", "usage"]:
+        raise KitError(f"answer key {path} must have columns id,genres,usage")
+    genres_path = folder / "public" / "genres.txt"
+    genres = genre_list(genres_path) if genres_path.exists() else sorted(
+        {g for text in frame["genres"] for g in text.split("|") if g})
+    train_path = folder / "public" / "train.csv"
+    if train_path.exists():
+        train = pd.read_csv(train_path, dtype=str, keep_default_na=False)
+        prevalence = encode(train["genres"], genres).mean(0)
+    else:
+        prevalence = encode(frame["genres"], genres).mean(0)
+    return AnswerKey(folder, frame["id"].tolist(), encode(frame["genres"], genres),
+                     frame["usage"].to_numpy(), genres, prevalence)

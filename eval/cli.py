@@ -1,0 +1,144 @@
+"""`python -m eval score|leaderboard|close`: the harness participants trust."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.markup import escape
+
+from eval.answers import find_answers, load_answers
+from eval.metrics import DEFAULT_RESAMPLES
+from eval.scoring import score_submission
+from eval.submission import SubmissionError
+from kit.console import console, table
+from kit.errors import KitError
+from kit.files import write_json
+from kit.workdir import DEFAULT_WORKDIR, Workdir
+
+HEADLINE = ["accuracy", "error_rate", "subset_accuracy", "f1_micro", "f1_macro", "f1_weighted",
+            "f1_samples", "precision_micro", "recall_micro", "precision_macro", "recall_macro",
+            "ap_macro", "roc_auc_macro"]
+
+
+def print_score(result: dict) -> None:
+    """The rich tables of one scored submission."""
+    parts = [p for p in ("public", "private") if p in result]
+    console.print(f"[bold]{escape(result['submission'])}[/] ({result['kind']}, threshold "
+                  f"{result['threshold']}) on competition {escape(result['competition'])}")
+    rows = []
+    for metric in HEADLINE:
+        if all(result[p].get(metric) is None for p in parts):
+            continue
+        cells = []
+        for part in parts:
+            value = result[part].get(metric)
+            span = result[part].get(f"{metric}_interval")
+            cells.append("-" if value is None else f"{value:.4f}" + (
+                f" [{span[0]:.3f}, {span[1]:.3f}]" if span else ""))
+        rows.append([metric, *cells])
+    console.print(table("metrics on the natural test distribution (95% bootstrap interval)",
+                        ["metric", *parts], rows))
+    first = result[parts[0]]
+    console.print(table(f"per genre ({parts[0]})", ["genre", "precision", "recall", "f1",
+                                                      "support", "predicted"],
+                        ([escape(g["genre"]), g["precision"], g["recall"], g["f1"], g["support"],
+                          g["predicted"]] for g in first["per_genre"])))
+    references = [[name, r["f1_micro"], r["f1_macro"], r["accuracy"]]
+                  for name, r in first["references"].items()]
+    console.print(table(f"reference predictors ({parts[0]})",
+                        ["reference", "f1_micro", "f1_macro", "accuracy"], references))
+    if "against" in first:
+        for metric, comparison in first["against"].items():
+            span = comparison["interval"]
+            console.print(f"difference in {metric} F1 against the other submission: "
+                          f"{comparison['difference']:+.4f}" +
+                          (f" [{span[0]:+.4f}, {span[1]:+.4f}]" if span else ""))
+    if not first["beats_references"]:
+        console.print("[bold yellow]flag:[/] this submission does not beat every reference "
+                      "predictor on both micro and macro F1")
+    if not result["private_shown"]:
+        console.print("private part hidden (use --reveal-private, or close the competition)")
+
+
+def cmd_score(args) -> int:
+    key = load_answers(find_answers(Workdir(args.workdir), args.competition, args.answers))
+    result = score_submission(args.submission, key, args.threshold, args.bootstrap, args.against,
+                              args.reveal_private)
+    if args.out:
+        write_json(args.out, result)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        print_score(result)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from eval.leaderboard import build_leaderboard
+    key = load_answers(find_answers(Workdir(args.workdir), args.competition, args.answers))
+    out = args.out or str(Workdir(args.workdir).root / "leaderboard")
+    board = build_leaderboard(args.folder, key, out, args.metric, args.threshold,
+                              args.bootstrap, args.reveal_private)
+    if args.json:
+        sys.stdout.write(json.dumps(board) + "\n")
+    return 0
+
+
+def cmd_close(args) -> int:
+    from kit.splits import Competition
+    competition = Competition.find(Workdir(args.workdir), args.competition)
+    (competition.folder / "CLOSED").write_text("closed\n")
+    console.print(f"competition {competition.name} is closed: private scores are now shown")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, handler, help):
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--workdir", default=DEFAULT_WORKDIR)
+        sub.add_argument("--competition", help="competition name (default: the only or latest)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def scoring_options(sub):
+        sub.add_argument("--answers", help="answer key CSV (default: the competition's)")
+        sub.add_argument("--threshold", type=float, default=0.5,
+                         help="probabilities at or above it count as predicted (0.5)")
+        sub.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
+                         help="bootstrap resamples for intervals, 0 for none (%(default)s)")
+        sub.add_argument("--reveal-private", action="store_true",
+                         help="also score the private part")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub = command("score", cmd_score, "score one submission CSV")
+    sub.add_argument("submission")
+    sub.add_argument("--against", help="another submission: paired bootstrap comparison")
+    sub.add_argument("--out", help="also write the result as JSON to this file")
+    scoring_options(sub)
+
+    sub = command("leaderboard", cmd_leaderboard, "score every CSV in a folder and rank them")
+    sub.add_argument("folder", nargs="?", default="submissions")
+    sub.add_argument("--metric", default="f1_macro", help="ranking metric (f1_macro)")
+    sub.add_argument("--out", help="report folder (default: WORKDIR/leaderboard)")
+    scoring_options(sub)
+
+    command("close", cmd_close, "close a competition: private scores become visible")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SubmissionError as error:
+        console.print(f"[bold red]invalid submission[/] {escape(str(getattr(args, 'submission', '')))}:")
+        for problem in error.problems:
+            console.print(f"  - {escape(problem)}", soft_wrap=True)
+        return 2
+    except KitError as error:
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        return 2

@@ -1,0 +1,186 @@
+"""`python -m eval leaderboard`: score every CSV in a folder, rank, write Markdown and HTML."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+from rich.markup import escape as escape_markup
+
+from eval.answers import AnswerKey
+from eval.metrics import DEFAULT_RESAMPLES, reference_predictions, score
+from eval.scoring import score_submission
+from eval.submission import SubmissionError
+from kit import plots
+from kit.console import console, table
+from kit.files import write_json, write_text
+
+LOWER_IS_BETTER = {"error_rate"}
+COLUMNS = ["f1_macro", "f1_micro", "f1_samples", "accuracy", "subset_accuracy", "ap_macro"]
+
+
+def reference_rows(key: AnswerKey, usage: str) -> dict[str, dict]:
+    """Scores of the trivial predictors on one part of the test set."""
+    rows = key.part(usage)
+    truth = key.labels[rows]
+    return {name: score(truth, decided, key.genres, scores) for name, (decided, scores)
+            in reference_predictions(key.prevalence, len(rows)).items()}
+
+
+def build_leaderboard(folder: str | Path, key: AnswerKey, out: str | Path,
+                      metric: str = "f1_macro", threshold: float = 0.5,
+                      resamples: int = DEFAULT_RESAMPLES, reveal_private: bool = False) -> dict:
+    """Score, rank and write ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json``."""
+    from kit.errors import KitError
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise KitError(f"submission folder {folder} does not exist")
+    if metric not in COLUMNS + ["f1_weighted", "error_rate", "roc_auc_macro"]:
+        raise KitError(f"unknown --metric {metric!r}; choose one of {', '.join(COLUMNS)}")
+    entries, invalid = [], []
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            result = score_submission(path, key, threshold, resamples, None, reveal_private)
+        except SubmissionError as error:
+            invalid.append({"name": path.name, "problems": error.problems})
+            continue
+        entries.append({"name": path.name, "result": result})
+    for name, result in reference_rows(key, "Public").items():
+        entries.append({"name": f"(reference) {name}", "result": {"public": result},
+                        "reference": True})
+    sign = 1 if metric in LOWER_IS_BETTER else -1
+    entries.sort(key=lambda e: sign * (e["result"]["public"].get(metric) or 0.0))
+    for rank, entry in enumerate(entries, 1):
+        entry["rank"] = rank
+    out.mkdir(parents=True, exist_ok=True)
+    figures = _figures(entries, key, out)
+    show_private = reveal_private or key.closed
+    board = {"competition": key.competition.name, "metric": metric, "private_shown": show_private,
+             "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
+             "figures": {k: str(v) for k, v in figures.items()}}
+    write_json(out / "leaderboard.json", board)
+    write_text(out / "leaderboard.md", _markdown(board, figures))
+    write_text(out / "leaderboard.html", _html(board, figures))
+    console.print(table(f"leaderboard of {key.competition.name} by public {metric}",
+                        ["rank", "submission", *COLUMNS],
+                        ([e["rank"], e["name"], *(e["public"].get(c) for c in COLUMNS)]
+                         for e in board["entries"])))
+    for bad in invalid:
+        console.print(f"[red]invalid[/] {escape_markup(bad['name'])}: "
+                      f"{escape_markup(bad['problems'][0])}", soft_wrap=True)
+    console.print(f"written: {out / 'leaderboard.md'}, {out / 'leaderboard.html'}")
+    return board
+
+
+def _summary(entry: dict, show_private: bool) -> dict:
+    result = entry["result"]
+    summary = {"rank": entry["rank"], "name": entry["name"],
+               "reference": entry.get("reference", False),
+               "public": {c: result["public"].get(c) for c in COLUMNS + [
+                   "f1_macro_interval", "f1_micro_interval"]},
+               "beats_references": result["public"].get("beats_references")}
+    if show_private and "private" in result:
+        summary["private"] = {c: result["private"].get(c) for c in COLUMNS}
+    return summary
+
+
+def _figures(entries: list[dict], key: AnswerKey, out: Path) -> dict[str, Path]:
+    import matplotlib.pyplot as plt
+    names = [e["name"] for e in entries]
+    public = [e["result"]["public"] for e in entries]
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    y = np.arange(len(names))
+    for offset, metric in ((-0.2, "f1_macro"), (0.2, "f1_micro")):
+        values = np.array([p[metric] for p in public])
+        spans = [p.get(f"{metric}_interval") or [p[metric]] * 2 for p in public]
+        errors = np.clip([[v - s[0], s[1] - v] for v, s in zip(values, spans)], 0, None).T
+        axis.barh(y + offset, values, 0.4, xerr=errors, capsize=2, label=metric)
+    axis.set_yticks(y, names)
+    axis.invert_yaxis()
+    axis.set_xlabel("public score (95% bootstrap interval)")
+    axis.legend()
+    bars = plots.save(figure, out / "metrics.png")
+
+    heat = np.array([[g["f1"] for g in p["per_genre"]] for p in public])
+    figure, axis = plt.subplots(figsize=(0.45 * len(key.genres) + 3, 0.4 * len(names) + 2))
+    image = axis.imshow(heat, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+    axis.set_xticks(range(len(key.genres)), key.genres, rotation=60, ha="right")
+    axis.set_yticks(range(len(names)), names)
+    figure.colorbar(image, label="F1")
+    axis.set_title("per-genre F1 (public)")
+    heatmap = plots.save(figure, out / "per_genre_f1.png")
+
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    axis.barh(y, [p["predicted_genres_per_film"] for p in public], color="tab:orange",
+              label="predicted")
+    axis.axvline(public[0]["true_genres_per_film"], color="black", linestyle="--",
+                 label="true")
+    axis.set_yticks(y, names)
+    axis.invert_yaxis()
+    axis.set_xlabel("mean genres per film (public)")
+    axis.legend()
+    per_film = plots.save(figure, out / "genres_per_film.png")
+    return {"metrics": bars, "per_genre_f1": heatmap, "genres_per_film": per_film}
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(board: dict, figures: dict[str, Path]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    lines = [f"# Leaderboard: {cell(board['competition'])}", "",
+             f"Ranked by public `{board['metric']}`; scored on the natural test distribution.", "",
+             "| rank | submission | " + " | ".join(COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for entry in board["entries"]:
+        lines.append(f"| {entry['rank']} | {cell(entry['name'])} | " +
+                     " | ".join(_format(entry["public"].get(c)) for c in COLUMNS) + " |")
+    if board["private_shown"]:
+        lines += ["", "## Private part", "", "| submission | " + " | ".join(COLUMNS) + " |",
+                  "|---" * (len(COLUMNS) + 1) + "|"]
+        lines += [f"| {cell(e['name'])} | " + " | ".join(_format(e["private"].get(c))
+                                                         for c in COLUMNS) + " |"
+                  for e in board["entries"] if "private" in e]
+    if board["invalid"]:
+        lines += ["", "## Invalid submissions", ""]
+        lines += [f"- {cell(bad['name'])}: {cell('; '.join(bad['problems']))}"
+                  for bad in board["invalid"]]
+    lines += [""] + [f"![{name}]({path.name})" for name, path in figures.items()] + [""]
+    return "\n".join(lines)
+
+
+def _html(board: dict, figures: dict[str, Path]) -> str:
+    escape = html.escape
+    head = "".join(f"<th>{escape(c)}</th>" for c in ["rank", "submission", *COLUMNS])
+    rows = "".join(
+        "<tr>" + f"<td>{entry['rank']}</td><td>{escape(entry['name'])}</td>" +
+        "".join(f"<td>{escape(_format(entry['public'].get(c)))}</td>" for c in COLUMNS) + "</tr>"
+        for entry in board["entries"])
+    private = ""
+    if board["private_shown"]:
+        private = "<h2>Private part</h2><table><tr><th>submission</th>" + "".join(
+            f"<th>{escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
+            f"<tr><td>{escape(e['name'])}</td>" + "".join(
+                f"<td>{escape(_format(e['private'].get(c)))}</td>" for c in COLUMNS) + "</tr>"
+            for e in board["entries"] if "private" in e) + "</table>"
+    invalid = "".join(f"<li><b>{escape(bad['name'])}</b>: {escape('; '.join(bad['problems']))}"
+                      "</li>" for bad in board["invalid"])
+    images = "".join(
+        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"></figure>'
+        for name, path in figures.items())
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>Leaderboard: {escape(board['competition'])}</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+            "td:nth-child(2){text-align:left}img{max-width:100%}</style></head><body>"
+            f"<h1>Leaderboard: {escape(board['competition'])}</h1>"
+            f"<p>Ranked by public <code>{escape(board['metric'])}</code>, scored on the natural "
+            f"test distribution.</p><table><tr>{head}</tr>{rows}</table>{private}"
+            + (f"<h2>Invalid submissions</h2><ul>{invalid}</ul>" if invalid else "")
+            + f"{images}</body></html>\n")

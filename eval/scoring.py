@@ -1,0 +1,64 @@
+"""Score one submission against the answer key, part by part (Public, Private)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from eval.answers import USAGES, AnswerKey
+from eval.metrics import (DEFAULT_RESAMPLES, bootstrap_f1, decisions, interval,
+                          reference_predictions, resample_count, score)
+from eval.submission import Submission, read_submission
+
+PRIMARY = ("f1_macro", "f1_micro")
+
+
+def score_part(key: AnswerKey, rows: np.ndarray, submission: Submission, threshold: float,
+               resamples: int, against: Submission | None = None) -> dict:
+    """Metrics, bootstrap intervals and reference rows for one part of the test set."""
+    truth = key.labels[rows]
+    values = submission.values[rows]
+    predicted = decisions(values, threshold)
+    result = score(truth, predicted, key.genres, values if submission.has_scores else None)
+    references = reference_predictions(key.prevalence, len(rows))
+    resamples = resample_count(len(rows), resamples)
+    compared = [predicted] + ([decisions(against.values[rows], threshold)] if against else [])
+    draws = bootstrap_f1(truth, compared, resamples) if resamples else None
+    if draws:
+        result["bootstrap_resamples"] = resamples
+        result["f1_micro_interval"] = interval(draws[0]["micro"])
+        result["f1_macro_interval"] = interval(draws[0]["macro"])
+    if against is not None:
+        other = score(truth, compared[1], key.genres)
+        result["against"] = {
+            metric: {"difference": result[f"f1_{metric}"] - other[f"f1_{metric}"],
+                     "interval": interval(draws[0][metric] - draws[1][metric]) if draws else None}
+            for metric in ("micro", "macro")}
+    result["references"] = {
+        name: score(truth, ref_decisions, key.genres, ref_scores)
+        for name, (ref_decisions, ref_scores) in references.items()}
+    best = {m: max(r[m] for r in result["references"].values()) for m in PRIMARY}
+    result["beats_references"] = all(result[m] > best[m] for m in PRIMARY)
+    return result
+
+
+def score_submission(path: str | Path, key: AnswerKey, threshold: float = 0.5,
+                     resamples: int = DEFAULT_RESAMPLES, against: str | Path | None = None,
+                     reveal_private: bool = False) -> dict:
+    """Validate and score ``path``; the private part only when revealed or closed."""
+    if not 0 < threshold < 1:
+        from kit.errors import KitError
+        raise KitError(f"--threshold must be between 0 and 1, got {threshold}")
+    submission = read_submission(path, key.ids, key.genres)
+    other = read_submission(against, key.ids, key.genres) if against else None
+    show_private = reveal_private or key.closed
+    parts = {}
+    for usage in USAGES:
+        if usage == "Private" and not show_private:
+            continue
+        rows = key.part(usage)
+        if len(rows):
+            parts[usage.lower()] = score_part(key, rows, submission, threshold, resamples, other)
+    return {"submission": str(path), "competition": key.competition.name,
+            "kind": submission.kind, "threshold": threshold, "genres": key.genres,
+            "private_shown": show_private, **parts}

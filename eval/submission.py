@@ -1,0 +1,218 @@
+"""Read and validate a submission CSV against the answer key's ids and genres.
+
+Two formats are accepted:
+- wide: ``id`` plus one column per genre, each a probability in [0, 1] or a 0/1 decision;
+- labels: ``id,genres`` with ``|``-separated genre names.
+UTF-8 with or without BOM, LF or CRLF, quoted fields. The file is read in chunks; only the rows
+of test ids are kept, so memory is bounded by the test set, not by the file.
+Every problem is collected (with row, column and counts) before anything is scored.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CHUNK_ROWS = 250_000
+SHOWN = 10
+LABEL_COLUMNS = ("genres", "labels", "genre")
+
+
+class SubmissionError(ValueError):
+    """An invalid submission; ``problems`` lists every reason, one sentence each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Submission:
+    """A validated submission aligned with the answer key's ids."""
+    values: np.ndarray          # (n_test, n_genres) float32: probabilities or 0/1 decisions
+    kind: str                   # "probabilities", "decisions" or "labels"
+
+    @property
+    def has_scores(self) -> bool:
+        return self.kind == "probabilities"
+
+
+def _listing(items, total: int | None = None) -> str:
+    items = list(items)
+    total = len(items) if total is None else total
+    shown = ", ".join(map(str, items[:SHOWN]))
+    return f"{shown}{' ...' if total > SHOWN else ''} ({total} in all)"
+
+
+def read_header(path: Path) -> list[str]:
+    """The header row, after checking the file is non-empty UTF-8 text."""
+    if not path.is_file():
+        raise SubmissionError([f"{path} does not exist or is not a file"])
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if not head.strip(codecs.BOM_UTF8 + b" \t\r\n"):
+        raise SubmissionError(["the file is empty"])
+    if b"\x00" in head:
+        raise SubmissionError(["the file is not CSV text (it contains NUL bytes)"])
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:     # not just a character cut at the read boundary
+            raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
+        text = head[:error.start].decode("utf-8-sig")
+    first = next(csv.reader(io.StringIO(text)), [])
+    return [name.strip() for name in first]
+
+
+def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
+                    chunk_rows: int = CHUNK_ROWS) -> Submission:
+    """Parse and validate ``path``; SubmissionError lists every problem found."""
+    path = Path(path)
+    header = read_header(path)
+    problems: list[str] = []
+    lowered = [name.lower() for name in header]
+    if "id" not in lowered:
+        raise SubmissionError([f"no 'id' column (the header is {', '.join(header)[:200]!r})"])
+    id_column = header[lowered.index("id")]
+    others = [name for name in header if name != id_column]
+    label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS
+    if not label_format:
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        unknown = [name for name in others if name not in genres]
+        missing = [g for g in genres if g not in others]
+        if duplicated:
+            problems.append(f"duplicated columns: {_listing(duplicated)}")
+        if unknown:
+            problems.append(f"unknown genre columns: {_listing(unknown)}")
+        if missing:
+            problems.append(f"missing genre columns: {_listing(missing)}")
+        if problems:
+            raise SubmissionError(problems)
+    reader = _Reader(test_ids, genres, id_column, others[0] if label_format else None)
+    try:
+        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                             chunksize=chunk_rows, skipinitialspace=True)
+        for chunk in chunks:
+            reader.add(chunk)
+    except pd.errors.ParserError as error:
+        raise SubmissionError([f"the file is not valid CSV: {error}"]) from None
+    except UnicodeDecodeError as error:
+        raise SubmissionError([f"the file is not UTF-8 text: {error.reason}"]) from None
+    return reader.finish()
+
+
+class _Reader:
+    """Accumulates validated rows chunk by chunk, collecting every problem."""
+
+    def __init__(self, test_ids: list[str], genres: list[str], id_column: str,
+                 label_column: str | None):
+        self.position = pd.Series(np.arange(len(test_ids)), index=pd.Index(test_ids))
+        self.genres = genres
+        self.id_column = id_column
+        self.label_column = label_column
+        self.values = np.zeros((len(test_ids), len(genres)), dtype=np.float32)
+        self.seen = np.zeros(len(test_ids), dtype=bool)
+        self.rows = 0
+        self.empty_ids: list[int] = []
+        self.duplicates: list[str] = []
+        self.duplicate_count = 0
+        self.unknown_ids: list[str] = []
+        self.unknown_count = 0
+        self.bad_cells: dict[str, list[str]] = {}
+        self.bad_counts: dict[str, int] = {}
+        self.unknown_genres: dict[str, int] = {}
+
+    def _cell_problem(self, kind: str, where: list[str], count: int) -> None:
+        self.bad_cells.setdefault(kind, []).extend(where[:SHOWN])
+        self.bad_counts[kind] = self.bad_counts.get(kind, 0) + count
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        first_row = self.rows + 1
+        self.rows += len(chunk)
+        ids = chunk[self.id_column].str.strip()
+        row_numbers = np.arange(first_row, first_row + len(chunk))
+        empty = (ids == "").to_numpy()
+        self.empty_ids.extend(row_numbers[empty][:SHOWN].tolist())
+        positions = ids.map(self.position)
+        known = positions.notna().to_numpy() & ~empty
+        unknown = ~known & ~empty
+        self.unknown_count += int(unknown.sum())
+        self.unknown_ids.extend(ids[unknown].head(SHOWN).tolist())
+        positions = positions[known].astype(np.int64).to_numpy()
+        repeated = self.seen[positions] | pd.Series(positions).duplicated().to_numpy()
+        self.duplicate_count += int(repeated.sum())
+        self.duplicates.extend(ids[known][repeated].head(SHOWN).tolist())
+        self.seen[positions] = True
+        rows = chunk[known]
+        numbers = row_numbers[known]
+        if self.label_column is not None:
+            self.values[positions] = self._parse_labels(rows[self.label_column])
+        else:
+            self.values[positions] = self._parse_numbers(rows, numbers)
+
+    def _parse_numbers(self, rows: pd.DataFrame, numbers: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), len(self.genres)), dtype=np.float32)
+        for j, genre in enumerate(self.genres):
+            text = rows[genre].str.strip()
+            value = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+            blank = (text == "").to_numpy()
+            literal_nan = text.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
+            not_number = np.isnan(value) & ~blank & ~literal_nan
+            checks = {"empty values": blank, "NaN values": literal_nan,
+                      "non-numeric values": not_number,
+                      "infinite values": np.isinf(value),
+                      "values outside [0, 1]": np.isfinite(value) & ((value < 0) | (value > 1))}
+            for kind, mask in checks.items():
+                if mask.any():
+                    where = [f"row {r} column {genre!r}" for r in numbers[mask][:SHOWN]]
+                    self._cell_problem(kind, where, int(mask.sum()))
+            out[:, j] = np.where(np.isfinite(value), value, 0)
+        return out
+
+    def _parse_labels(self, labels: pd.Series) -> np.ndarray:
+        column = {g: j for j, g in enumerate(self.genres)}
+        out = np.zeros((len(labels), len(self.genres)), dtype=np.float32)
+        for i, text in enumerate(labels):
+            for name in text.split("|"):
+                name = name.strip()
+                if not name:
+                    continue
+                j = column.get(name)
+                if j is None:
+                    self.unknown_genres[name] = self.unknown_genres.get(name, 0) + 1
+                else:
+                    out[i, j] = 1
+        return out
+
+    def finish(self) -> Submission:
+        problems = []
+        if self.rows == 0:
+            problems.append("the file has a header but no rows")
+        if self.empty_ids:
+            problems.append(f"empty id in rows {_listing(self.empty_ids)}")
+        if self.duplicate_count:
+            problems.append(f"duplicate ids: {_listing(self.duplicates, self.duplicate_count)}")
+        if self.unknown_count:
+            problems.append("ids not in the test set: "
+                            f"{_listing(self.unknown_ids, self.unknown_count)}")
+        missing = np.flatnonzero(~self.seen)
+        if len(missing) and self.rows:
+            ids = self.position.index[missing[:SHOWN]].tolist()
+            problems.append(f"missing test ids: {_listing(ids, len(missing))}")
+        for kind, where in self.bad_cells.items():
+            problems.append(f"{kind}: {_listing(where, self.bad_counts[kind])}")
+        if self.unknown_genres:
+            names = [f"{n!r} x{c}" for n, c in sorted(self.unknown_genres.items())]
+            problems.append(f"unknown genre names: {_listing(names)}")
+        if problems:
+            raise SubmissionError(problems)
+        if self.label_column is not None:
+            kind = "labels"
+        else:
+            kind = "decisions" if np.isin(self.values, (0.0, 1.0)).all() else "probabilities"
+        return Submission(self.values, kind)

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from eval.answers import load_answers
+from eval.metrics import bootstrap_f1, score
+from eval.scoring import score_submission
+from kit.labels import encode
+
+
+def test_metrics_agree_with_scikit_learn_on_random_data():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((300, 7)) < 0.3).astype(np.uint8)
+    predicted = (rng.random((300, 7)) < 0.3).astype(np.uint8)
+    result = score(truth, predicted, [str(j) for j in range(7)])
+    for average in ("micro", "macro", "weighted", "samples"):
+        assert result[f"f1_{average}"] == pytest.approx(
+            f1_score(truth, predicted, average=average, zero_division=0))
+    assert result["accuracy"] == pytest.approx((truth == predicted).mean())
+
+
+def test_macro_average_skips_genres_absent_from_the_truth():
+    truth = np.array([[1, 0], [0, 0], [1, 0]], dtype=np.uint8)
+    result = score(truth, truth.copy(), ["a", "b"])
+    assert result["f1_macro"] == 1.0 and result["macro_genres"] == 1
+    assert result["f1_micro"] == pytest.approx(f1_score(truth, truth, average="micro"))
+
+
+def test_bootstrap_resamples_match_scikit_learn_with_the_same_weights():
+    from eval.metrics import bootstrap_weights
+    rng = np.random.default_rng(1)
+    truth = (rng.random((80, 5)) < 0.3).astype(np.uint8)
+    truth[:, 4] = 0     # a genre with no positives: zero_division applies
+    predicted = (rng.random((80, 5)) < 0.3).astype(np.uint8)
+    draws = bootstrap_f1(truth, [predicted], resamples=5, seed=3)[0]
+    weights = next(bootstrap_weights(80, 5, seed=3))
+    for r in range(5):
+        for average in ("micro", "macro"):
+            expected = f1_score(truth, predicted, average=average, sample_weight=weights[r],
+                                zero_division=0, labels=[0, 1, 2, 3] if average == "macro"
+                                else None)
+            assert draws[average][r] == pytest.approx(expected)
+
+
+@pytest.fixture
+def key(competition):
+    return load_answers(competition.folder / "private" / "answers.csv")
+
+
+def answers_as_submission(key, path, transform=lambda m: m):
+    frame = pd.DataFrame(transform(key.labels).astype(float), columns=key.genres)
+    frame.insert(0, "id", key.ids)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_perfect_submission_scores_one_and_inverted_scores_zero(key, tmp_path):
+    perfect = score_submission(answers_as_submission(key, tmp_path / "p.csv"), key,
+                               reveal_private=True, resamples=50)
+    for part in ("public", "private"):
+        assert perfect[part]["f1_micro"] == perfect[part]["f1_macro"] == 1.0
+        assert perfect[part]["accuracy"] == perfect[part]["subset_accuracy"] == 1.0
+        assert perfect[part]["beats_references"]
+    inverted = score_submission(answers_as_submission(key, tmp_path / "i.csv", lambda m: 1 - m),
+                                key, resamples=50)
+    assert inverted["public"]["f1_micro"] == inverted["public"]["accuracy"] == 0.0
+    assert not inverted["public"]["beats_references"]
+
+
+def test_sample_submission_scores_and_is_flagged(key, competition):
+    result = score_submission(competition.public / "sample_submission.csv", key, resamples=50)
+    assert result["kind"] == "probabilities" and "private" not in result
+    assert not result["public"]["beats_references"]
+    assert result["public"]["ap_macro"] is not None
+
+
+def test_private_part_shown_when_asked_or_closed(key, competition, tmp_path, capsys):
+    from eval.cli import main
+    sample = str(competition.public / "sample_submission.csv")
+    assert main(["score", sample, "--answers", str(competition.folder / "private" / "answers.csv"),
+                 "--json", "--bootstrap", "20"]) == 0
+    assert "private" not in json.loads(capsys.readouterr().out)
+    (competition.folder / "CLOSED").write_text("closed\n")
+    try:
+        assert main(["score", sample, "--answers",
+                     str(competition.folder / "private" / "answers.csv"), "--json",
+                     "--bootstrap", "20"]) == 0
+        assert "private" in json.loads(capsys.readouterr().out)
+    finally:
+        (competition.folder / "CLOSED").unlink()
+
+
+def test_paired_comparison_against_another_submission(key, competition, tmp_path):
+    perfect = answers_as_submission(key, tmp_path / "p.csv")
+    result = score_submission(perfect, key, resamples=200,
+                              against=competition.public / "sample_submission.csv")
+    low, high = result["public"]["against"]["macro"]["interval"]
+    assert result["public"]["against"]["macro"]["difference"] > 0 and 0 < low <= high
+
+
+def test_invalid_submission_exits_2_with_every_problem(competition, tmp_path, capsys):
+    from eval.cli import main
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,Nope\nzz,7\n")
+    code = main(["score", str(bad), "--answers", str(competition.folder / "private" /
+                                                      "answers.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown genre columns: Nope" in err and "Traceback" not in err
+
+
+def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_path):
+    from eval.leaderboard import build_leaderboard
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    answers_as_submission(key, folder / "perfect.csv")
+    (folder / "prior.csv").write_bytes((competition.public / "sample_submission.csv").read_bytes())
+    (folder / "<img src=x onerror=alert(1)>.csv").write_text("id,Drama\n1,0.5\n")
+    board = build_leaderboard(folder, key, tmp_path / "board", resamples=20)
+    assert board["entries"][0]["name"] == "perfect.csv"
+    assert [bad["name"] for bad in board["invalid"]] == ["<img src=x onerror=alert(1)>.csv"]
+    names = [e["name"] for e in board["entries"]]
+    assert "(reference) all-genres" in names and "prior.csv" in names
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
+    assert page.count("data:image/png;base64,") == 3
+    assert "perfect.csv" in (tmp_path / "board" / "leaderboard.md").read_text()

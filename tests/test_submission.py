@@ -1,0 +1,125 @@
+"""Every validation error of the harness, each with a hand-made file."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eval.submission import SubmissionError, read_submission
+
+GENRES = ["Drama", "Comedy", "Science Fiction"]
+IDS = ["tt01", "tt02", "1000003"]
+
+
+def write(tmp_path, text, name="s.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def problems(tmp_path, text, **kwargs):
+    with pytest.raises(SubmissionError) as error:
+        read_submission(write(tmp_path, text), IDS, GENRES, **kwargs)
+    return " / ".join(error.value.problems)
+
+
+VALID = "id,Drama,Comedy,Science Fiction\ntt01,0.9,0.1,0\ntt02,0.2,0.8,1\n1000003,0,0,0.5\n"
+
+
+def test_valid_wide_file_with_columns_in_any_order(tmp_path):
+    text = "Comedy,id,Science Fiction,Drama\n0.1,tt01,0,0.9\n0.8,tt02,1,0.2\n0,1000003,0.5,0\n"
+    submission = read_submission(write(tmp_path, text), IDS, GENRES)
+    expected = read_submission(write(tmp_path, VALID, "v.csv"), IDS, GENRES)
+    np.testing.assert_array_equal(submission.values, expected.values)
+    assert submission.kind == "probabilities"
+
+
+def test_bom_crlf_quotes_and_order_of_rows(tmp_path):
+    text = '\ufeffid,Drama,Comedy,"Science Fiction"\r\n"1000003",0,0,0.5\r\ntt02,0.2,0.8,1\r\n' \
+           'tt01,0.9,0.1,0\r\n'
+    submission = read_submission(write(tmp_path, text), IDS, GENRES)
+    assert submission.values[2].tolist() == [0, 0, 0.5]
+
+
+def test_labels_format_with_spaces_in_names(tmp_path):
+    text = 'id,genres\ntt01,Drama|Science Fiction\ntt02,\n1000003,"Comedy"\n'
+    submission = read_submission(write(tmp_path, text), IDS, GENRES)
+    assert submission.kind == "labels"
+    assert submission.values.tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 0]]
+
+
+def test_decisions_are_recognised(tmp_path):
+    text = "id,Drama,Comedy,Science Fiction\ntt01,1,0,0\ntt02,0,1,1\n1000003,0,0,0\n"
+    assert read_submission(write(tmp_path, text), IDS, GENRES).kind == "decisions"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "the file is empty"),
+    ("\n\n  \n", "the file is empty"),
+    (b"\x00\x01\x02binary", "not CSV text"),
+    (b"id,Drama\n\xff\xfe\xfa,1\n" + b"x" * 100, "not UTF-8"),
+    ("film,Drama,Comedy,Science Fiction\ntt01,1,0,0\n", "no 'id' column"),
+    ("id,Drama,Comedy\ntt01,1,0\n", "missing genre columns: Science Fiction"),
+    ("id,Drama,Comedy,Science Fiction,Western\ntt01,1,0,0,1\n", "unknown genre columns: Western"),
+    ("id,Drama,Drama,Comedy,Science Fiction\ntt01,1,1,0,0\n", "duplicated columns: Drama"),
+    ("id,Drama,Comedy,Science Fiction\n", "header but no rows"),
+    (VALID + "tt01,0,0,0\n", "duplicate ids: tt01 (1 in all)"),
+    ("id,Drama,Comedy,Science Fiction\ntt01,0,0,0\n", "missing test ids: tt02, 1000003 (2 in all)"),
+    (VALID + "tt99,0,0,0\n", "ids not in the test set: tt99 (1 in all)"),
+    (VALID.replace("0.9", "high"), "non-numeric values: row 1 column 'Drama'"),
+    (VALID.replace("0.9", "nan"), "NaN values: row 1 column 'Drama'"),
+    (VALID.replace("0.9", "inf"), "infinite values: row 1 column 'Drama'"),
+    (VALID.replace("0.8", "1.5"), "values outside [0, 1]: row 2 column 'Comedy'"),
+    (VALID.replace("0.8", "-0.1"), "values outside [0, 1]: row 2 column 'Comedy'"),
+    (VALID.replace(",0.9,", ",,"), "empty values: row 1 column 'Drama'"),
+    (VALID.replace("tt02,", ","), "empty id in rows 2"),
+    ("id,genres\ntt01,Drama|Westrn\ntt02,\n1000003,Comedy\n", "unknown genre names: 'Westrn' x1"),
+    ('id,Drama,Comedy,Science Fiction\ntt01,"1,0,0\n', "not valid CSV"),
+])
+def test_each_problem_is_reported_precisely(tmp_path, text, message):
+    assert message in problems(tmp_path, text)
+
+
+def test_all_problems_are_collected_and_long_lists_are_cut(tmp_path):
+    ids = [f"x{i}" for i in range(25)]
+    text = "id,Drama,Comedy,Science Fiction\n" + "".join(f"{i},2,0,0\n" for i in ids)
+    found = problems(tmp_path, text)
+    assert "ids not in the test set: x0, x1" in found and "(25 in all)" in found
+    assert "missing test ids" in found
+
+
+def test_chunked_reading_sees_duplicates_across_chunks(tmp_path):
+    text = VALID + "tt01,0,0,0\n"
+    assert "duplicate ids: tt01" in problems(tmp_path, text, chunk_rows=1)
+    assert read_submission(write(tmp_path, VALID), IDS, GENRES, chunk_rows=1).values.shape == (3, 3)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_an_exception(tmp_path, data):
+    try:
+        read_submission(write(tmp_path, data), IDS, GENRES)
+    except SubmissionError:
+        pass
+
+
+cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(str),
+                 st.sampled_from(["0", "1", "0.5", "", "nan", "x", '"', "1e-3", " 0.2"]),
+                 st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.lists(st.sampled_from(["id", *GENRES, "genres", "x", "Id"]), min_size=1,
+                       max_size=6),
+       rows=st.lists(st.tuples(st.sampled_from(IDS + ["", "zz"]), st.lists(cell, max_size=6)),
+                     max_size=6),
+       newline=st.sampled_from(["\n", "\r\n"]))
+def test_near_valid_csvs_give_a_score_or_a_clean_error(tmp_path, header, rows, newline):
+    lines = [",".join(header)] + [",".join([i, *values]) for i, values in rows]
+    try:
+        submission = read_submission(write(tmp_path, newline.join(lines) + newline), IDS, GENRES)
+    except SubmissionError as error:
+        assert error.problems and all(isinstance(p, str) and p for p in error.problems)
+    else:
+        assert submission.values.shape == (3, 3)
+        assert np.isfinite(submission.values).all()
+        assert ((submission.values >= 0) & (submission.values <= 1)).all()
