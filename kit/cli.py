@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.markup import escape
 
@@ -60,6 +61,81 @@ def cmd_audit(args) -> dict:
                              genres=genres)
     out = Workdir(args.workdir).root / "audits" / competition.name
     return balancing.audit(args.strategy, train, genres, balance, out, args.seed)
+
+
+TRAIN_OVERRIDES = ("model", "frozen", "views", "head_hidden", "precision", "pretrained",
+                   "hub_weights", "strategy", "min_count", "target_size", "weight_cap", "loss",
+                   "optimizer", "lr", "weight_decay", "dropout", "batch_size", "epochs",
+                   "patience", "augment", "tune_thresholds", "seed", "workers")
+
+
+def train_config(args):
+    """The run's configuration: --config file (or defaults), then explicit options on top."""
+    from kit.training import TrainConfig
+    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    given = {("balance" if key == "strategy" else key): getattr(args, key)
+             for key in TRAIN_OVERRIDES if getattr(args, key, None) is not None}
+    return config.updated(given)
+
+
+def cmd_train(args) -> dict:
+    from kit.training import train
+    config = train_config(args)
+    name = args.name or (Path(args.config).stem if args.config else config.model.replace(":", "-"))
+    return train(config, Workdir(args.workdir), name, args.competition, args.resume)
+
+
+def cmd_predict(args) -> dict:
+    from kit.predict import predict
+    return predict(Workdir(args.workdir), args.run, args.out, args.name, args.raw)
+
+
+def cmd_search(args) -> dict:
+    from kit.search import random_search
+    return random_search(train_config(args), Workdir(args.workdir), args.name, args.trials,
+                         args.trial_epochs, tuple(args.lr_range), args.search_seed,
+                         args.competition)
+
+
+def cmd_baseline(args) -> dict:
+    from kit.baseline import run_baseline
+    return run_baseline(Workdir(args.workdir), args.baseline, args.data, args.films, args.seed,
+                        args.submissions, args.epochs)
+
+
+def add_train_arguments(sub: argparse.ArgumentParser) -> None:
+    """Options that override the --config file; unset ones keep the file's (or default) value."""
+    from kit.losses import LOSSES
+    sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
+    sub.add_argument("--competition", help="competition name (default: the latest)")
+    sub.add_argument("--model", help="lenet, efficientnet_lite0/1/2 or timm:<name>")
+    sub.add_argument("--frozen", action="store_true", default=None,
+                     help="train a head on cached frozen-backbone embeddings")
+    sub.add_argument("--views", nargs="+", help="frozen mode: full top middle bottom flip")
+    sub.add_argument("--head-hidden", type=int, help="frozen mode: hidden units (0: logistic)")
+    sub.add_argument("--precision", choices=["bf16", "fp32"], help="frozen mode embeddings")
+    sub.add_argument("--pretrained", help="local checkpoint for a timm model")
+    sub.add_argument("--hub-weights", action="store_true", default=None,
+                     help="download timm hub weights (fails offline)")
+    sub.add_argument("--balance", "--strategy", dest="strategy",
+                     help="none, min-per-genre, class-weight, sampler")
+    sub.add_argument("--min-count", type=int, help="min-per-genre: films per genre (M)")
+    sub.add_argument("--target-size", type=int, help="min-per-genre: training films wanted")
+    sub.add_argument("--weight-cap", type=float, help="class-weight: largest pos_weight")
+    sub.add_argument("--loss", choices=LOSSES)
+    sub.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    sub.add_argument("--lr", type=float)
+    sub.add_argument("--weight-decay", type=float)
+    sub.add_argument("--dropout", type=float)
+    sub.add_argument("--batch-size", type=int)
+    sub.add_argument("--epochs", type=int)
+    sub.add_argument("--patience", type=int, help="early stopping patience in epochs")
+    sub.add_argument("--augment", action="store_true", default=None,
+                     help="albumentations flips, affine and colour jitter")
+    sub.add_argument("--no-tune-thresholds", dest="tune_thresholds", action="store_false",
+                     default=None)
+    sub.add_argument("--seed", type=_integer)
+    sub.add_argument("--workers", type=int, help="data loader processes")
 
 
 def balance_options(args) -> dict:
@@ -129,6 +205,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--min-support", type=_integer, default=10,
                      help="drop genres with fewer films (10)")
     sub.add_argument("--seed", type=_integer, default=0)
+
+    sub = command("train", cmd_train, "train a model (early stopping, checkpoints, --resume)")
+    sub.add_argument("--name", help="run name (default: the config file's or model's name)")
+    sub.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    add_train_arguments(sub)
+
+    sub = command("predict", cmd_predict, "write a submission CSV from a trained run")
+    sub.add_argument("--run", required=True, help="run name")
+    sub.add_argument("--out", default="submissions", help="folder (default: %(default)s)")
+    sub.add_argument("--name", help="submission name (default: the run's)")
+    sub.add_argument("--raw", action="store_true",
+                     help="raw probabilities, not rescaled to the tuned thresholds")
+
+    sub = command("search", cmd_search, "random search over learning rate and dropout")
+    sub.add_argument("--name", default="search", help="search name (default: %(default)s)")
+    sub.add_argument("--trials", type=int, default=8)
+    sub.add_argument("--trial-epochs", type=int, default=5)
+    sub.add_argument("--lr-range", type=float, nargs=2, default=[1e-4, 1e-2],
+                     metavar=("LOW", "HIGH"))
+    sub.add_argument("--search-seed", type=_integer, default=0)
+    add_train_arguments(sub)
+
+    sub = command("baseline", cmd_baseline, "the whole baseline: data to score")
+    sub.add_argument("--baseline", default="lenet", help="baseline name or TOML file")
+    sub.add_argument("--data", help="data folder (default: synthetic posters)")
+    sub.add_argument("--films", type=int, default=3000, help="synthetic films (3000)")
+    sub.add_argument("--seed", type=_integer, default=0)
+    sub.add_argument("--epochs", type=int, help="override the baseline's epoch budget")
+    sub.add_argument("--submissions", default="submissions")
 
     sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
     sub.add_argument("--competition", help="competition name (default: the latest)")

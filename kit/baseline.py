@@ -1,0 +1,68 @@
+"""`kit baseline` (`make baseline`): data -> prepare -> split -> train -> predict -> score."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit.console import console
+from kit.errors import KitError
+from kit.files import write_json
+from kit.prepare import prepare_dataset
+from kit.splits import SplitOptions, make_competition
+from kit.synth import synthesize
+from kit.training import TrainConfig, train
+from kit.workdir import Workdir
+
+PROJECT_BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+DEFAULT_SYNTHETIC_FILMS = 3000
+
+
+def baseline_file(name: str) -> Path:
+    """``name`` as a path, or ``baselines/<name>.toml`` here or in the project."""
+    for candidate in (Path(name), Path("baselines") / f"{name}.toml",
+                      PROJECT_BASELINES / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in PROJECT_BASELINES.glob("*.toml"))
+    raise KitError(f"no baseline {name!r}; choose one of {', '.join(known)} or give a TOML file")
+
+
+def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = None,
+                 films: int = DEFAULT_SYNTHETIC_FILMS, seed: int = 0,
+                 submissions: str = "submissions", epochs: int | None = None) -> dict:
+    """Run the whole baseline on ``data`` (default: the embedded synthetic posters)."""
+    from eval.answers import load_answers
+    from eval.cli import print_score
+    from eval.scoring import score_submission
+    from kit.predict import predict
+
+    config = TrainConfig.from_file(baseline_file(baseline))
+    if epochs is not None:
+        config = config.updated({"epochs": epochs})
+    if data is None:
+        data_dir = workdir.root / "data" / "synthetic"
+        if not (data_dir / "genres.csv").exists():
+            console.rule("synthesising the default data")
+            synthesize(data_dir, films, seed)
+        data = str(data_dir)
+    console.rule(f"preparing {data}")
+    prepared = prepare_dataset(data, workdir)
+    console.rule("freezing the competition")
+    competition = make_competition(workdir, prepared["dataset"], SplitOptions(seed=seed))
+    name = f"{Path(baseline).stem}-{competition['competition']}"
+    console.rule(f"training {name}")
+    trained = train(config, workdir, name, competition["competition"], resume=True)
+    console.rule("predicting the test set")
+    submission = predict(workdir, name, submissions)
+    console.rule("scoring on the natural test distribution")
+    answers = workdir.competitions / competition["competition"] / "private" / "answers.csv"
+    result = score_submission(submission["submission"], load_answers(answers))
+    score_path = Path(submission["submission"]).with_suffix(".score.json")
+    write_json(score_path, result)
+    print_score(result)
+    public = result["public"]
+    return {"baseline": Path(baseline).stem, "dataset": prepared["dataset"],
+            "competition": competition["competition"], "run": name,
+            "epochs_run": trained["epochs_run"], "submission": submission["submission"],
+            "score": str(score_path), "public_f1_micro": public["f1_micro"],
+            "public_f1_macro": public["f1_macro"], "public_accuracy": public["accuracy"],
+            "beats_references": public["beats_references"]}

@@ -1,0 +1,70 @@
+"""`kit predict`: a trained run's probabilities for every test film, as a submission CSV.
+
+With thresholds tuned on valid, each genre's probabilities are rescaled piecewise-linearly so
+that its threshold lands on 0.5 (the harness's default): decisions at 0.5 are the tuned ones,
+and rankings (average precision, ROC-AUC) are unchanged. ``--raw`` writes them untouched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from kit.errors import KitError
+from kit.files import atomic_path
+from kit.splits import Competition
+from kit.training import (PosterDataset, TrainConfig, build_model, embed_for,
+                          predict_probabilities)
+from kit.workdir import Workdir
+
+
+def calibrate(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Map each genre's threshold t to 0.5: [0, t] -> [0, 0.5], [t, 1] -> [0.5, 1]."""
+    t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-6, 1 - 1e-6)
+    below = 0.5 * probabilities / t
+    above = 0.5 + 0.5 * (probabilities - t) / (1 - t)
+    return np.where(probabilities < t, below, above).clip(0, 1)
+
+
+def load_run(workdir: Workdir, run: str) -> dict:
+    """The best checkpoint of a finished run."""
+    path = workdir.run(run) / "best.pt"
+    if not path.exists():
+        raise KitError(f"run {run!r} has no best.pt in {workdir.runs}; train it first")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
+            name: str | None = None, raw: bool = False, batch_size: int = 64) -> dict:
+    """Write ``out_dir/<name>.csv`` with one probability column per genre for every test id."""
+    checkpoint = load_run(workdir, run)
+    config = TrainConfig().updated(checkpoint["config"], f"run {run}")
+    competition = Competition.find(workdir, checkpoint["competition"])
+    genres = checkpoint["genres"]
+    if genres != competition.genres():
+        raise KitError(f"run {run!r} was trained on other genres than {competition.name}")
+    store = competition.store()
+    ids = competition.test_ids()
+    positions = store.positions(ids)
+    model = build_model(config, len(genres), checkpoint["data_options"], load_pretrained=False)
+    model.load_state_dict(checkpoint["model_state"])
+    if config.frozen:
+        features = torch.from_numpy(embed_for(config, store).features(positions))
+        dataset = TensorDataset(features, torch.zeros(len(ids)))
+    else:
+        dataset = PosterDataset(store, positions, np.zeros((len(ids), len(genres)), np.uint8))
+    probabilities, _ = predict_probabilities(model, DataLoader(dataset, batch_size=batch_size))
+    thresholds = checkpoint.get("thresholds")
+    if thresholds is not None and not raw:
+        probabilities = calibrate(probabilities, np.array(thresholds))
+    frame = pd.DataFrame(probabilities.round(6), columns=genres)
+    frame.insert(0, "id", ids)
+    path = Path(out_dir) / f"{name or run}.csv"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return {"run": run, "submission": str(path), "films": len(ids), "genres": len(genres),
+            "calibrated_to_tuned_thresholds": thresholds is not None and not raw,
+            "mean_predicted_genres": float((probabilities >= 0.5).sum(1).mean())}

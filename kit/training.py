@@ -1,0 +1,427 @@
+"""`kit train`: one readable training loop (after torchvision's reference scripts).
+
+Reads only the competition's ``public/`` folder. Every epoch is seeded from (seed, epoch), and
+``last.pt`` is written atomically after each epoch, so a run killed at any point and resumed with
+``--resume`` reaches the same weights as an uninterrupted run. Data-parallel under torchrun
+(gloo on the CPU): each process draws its slice of the same seeded epoch order.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from sklearn.metrics import f1_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from kit import balancing
+from kit.console import console, progress, table
+from kit.errors import KitError
+from kit.files import atomic_path, write_csv, write_json
+from kit.labels import encode
+from kit.losses import make_loss
+from kit.splits import Competition
+from kit.workdir import Workdir
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; a baseline file sets any subset of it."""
+    model: str = "lenet"
+    frozen: bool = False              # train a head on cached frozen-backbone embeddings
+    views: tuple = ("full",)          # frozen mode: poster views whose embeddings are joined
+    head_hidden: int = 0              # frozen mode: 0 = logistic head
+    precision: str = "bf16"           # frozen mode: embedding precision
+    pretrained: str | None = None     # local checkpoint for timm:<name>
+    hub_weights: bool = False         # try timm's hub (fails offline with a clear message)
+    balance: str = "none"
+    min_count: int | None = None
+    target_size: int | None = None
+    weight_cap: float = 50.0
+    loss: str = "bce"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.3
+    batch_size: int = 16
+    epochs: int = 20
+    patience: int = 5
+    augment: bool = False
+    tune_thresholds: bool = True
+    seed: int = 0
+    workers: int = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """Read a TOML baseline file (keys are this class's fields)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KitError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise KitError(f"config file {path} is not valid TOML: {error}") from None
+        data.pop("description", None)
+        return cls().updated(data, str(path))
+
+    def updated(self, values: dict, origin: str = "options") -> "TrainConfig":
+        """A copy with ``values`` applied; unknown keys are an error naming them."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise KitError(f"unknown settings in {origin}: {', '.join(unknown)}")
+        if "views" in values:
+            values = {**values, "views": tuple(values["views"])}
+        return replace(self, **values)
+
+
+class EpochSampler(Sampler):
+    """Seeded epoch order over ``count`` rows (weighted draws when ``weights`` are given),
+    padded and sliced so that each of ``world`` processes gets a disjoint equal share."""
+
+    def __init__(self, count: int, seed: int, weights=None, rank: int = 0, world: int = 1):
+        self.count, self.seed, self.rank, self.world = count, seed, rank, world
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.world)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.count, generator=generator)
+        else:
+            order = torch.multinomial(self.weights, self.count, replacement=True,
+                                      generator=generator)
+        order = order.tolist()
+        order += order[:len(self) * self.world - len(order)]
+        return iter(order[self.rank::self.world])
+
+
+class PosterDataset(Dataset):
+    """uint8 posters from the store with their labels; optional albumentations augmentation."""
+
+    def __init__(self, store, positions: np.ndarray, labels: np.ndarray, augment: bool = False):
+        self.store, self.positions, self.labels = store, positions, labels
+        self.augment = _augmentation() if augment else None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, item: int):
+        image = np.asarray(self.store[int(self.positions[item])])
+        if self.augment is not None:
+            image = self.augment(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
+            self.labels[item].astype(np.float32))
+
+
+def _augmentation():
+    import albumentations as A
+    return A.Compose([A.HorizontalFlip(p=0.5),
+                      A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5),
+                      A.ColorJitter(0.2, 0.2, 0.2, 0.02, p=0.5)])
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_distributed() -> Distributed:
+    """Join the torchrun process group when launched by torchrun (gloo: CPU-only)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def prepare_data(config: TrainConfig, competition: Competition):
+    """Labels, balancing plan and datasets for train and valid, read from ``public/`` only."""
+    genres = competition.genres()
+    frame = competition.train_table()
+    train_frame = frame[frame["part"] == "train"].reset_index(drop=True)
+    valid_frame = frame[frame["part"] == "valid"].reset_index(drop=True)
+    train_labels = encode(train_frame["genres"], genres)
+    valid_labels = encode(valid_frame["genres"], genres)
+    plan = balancing.plan(config.balance, train_labels, valid_labels, config.seed,
+                          min_count=config.min_count, target_size=config.target_size,
+                          weight_cap=config.weight_cap, genres=genres)
+    store = competition.store()
+    train_positions = store.positions(train_frame["id"].iloc[plan.train_rows])
+    valid_positions = store.positions(valid_frame["id"].iloc[plan.valid_rows])
+    train_y, valid_y = train_labels[plan.train_rows], valid_labels[plan.valid_rows]
+    if config.frozen:
+        cache = embed_for(config, store)
+        train_x = torch.from_numpy(cache.features(train_positions))
+        valid_x = torch.from_numpy(cache.features(valid_positions))
+        train_set = TensorDataset(train_x, torch.from_numpy(train_y.astype(np.float32)))
+        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y.astype(np.float32)))
+        mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+        data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
+                        "std": std.tolist()}
+    else:
+        train_set = PosterDataset(store, train_positions, train_y, config.augment)
+        valid_set = PosterDataset(store, valid_positions, valid_y)
+        stats = competition.normalisation()
+        data_options = {"input_size": list(store.size), "mean": stats["mean"],
+                        "std": stats["std"]}
+    return genres, plan, train_set, valid_set, data_options
+
+
+def embed_for(config: TrainConfig, store):
+    from kit.embeddings import embed_store
+    return embed_store(store, config.model, tuple(config.views), config.precision,
+                       pretrained=config.pretrained)
+
+
+def build_model(config: TrainConfig, num_classes: int, data_options: dict,
+                load_pretrained: bool = True) -> nn.Module:
+    """The network a run trains: an embedding head (frozen mode) or an image model."""
+    if config.frozen:
+        from kit.models.pretrained import EmbeddingHead
+        return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
+                             config.dropout, data_options["mean"], data_options["std"])
+    from kit.models import create_model
+    options = {"dropout": config.dropout, **data_options}
+    if config.model.startswith("timm:") and load_pretrained:
+        options.update(pretrained=config.pretrained, hub=config.hub_weights)
+    return create_model(config.model, num_classes, **options)
+
+
+def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
+    """Start the output layer at the training prior's log-odds, so epoch 1 begins at the prior's
+    loss instead of spending thousands of steps pulling every genre's bias down from 0."""
+    output = [m for m in model.modules() if isinstance(m, nn.Linear)
+              and m.out_features == len(prevalence) and m.bias is not None][-1]
+    odds = np.clip(prevalence, 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        output.bias.copy_(torch.from_numpy(np.log(odds / (1 - odds)).astype(np.float32)))
+
+
+def to_batch(inputs: torch.Tensor) -> torch.Tensor:
+    """uint8 posters become floats in [0, 1]; embeddings pass through."""
+    return inputs.float().div_(255) if inputs.dtype == torch.uint8 else inputs
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, float | None]:
+    """Sigmoid outputs over a loader (and the mean loss when a criterion is attached)."""
+    model.eval()
+    outputs = []
+    for inputs, _ in loader:
+        outputs.append(model(to_batch(inputs)))
+    logits = torch.cat(outputs) if outputs else torch.zeros(0)
+    return torch.sigmoid(logits).numpy(), logits
+
+
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels: np.ndarray
+             ) -> dict:
+    """Validation loss and micro/macro F1 at 0.5, plus the probabilities."""
+    probabilities, logits = predict_probabilities(model, loader)
+    loss = float(criterion(logits, torch.from_numpy(labels.astype(np.float32))))
+    decided = (probabilities >= 0.5).astype(np.uint8)
+    present = np.flatnonzero(labels.sum(0) > 0)
+    return {"loss": loss, "probabilities": probabilities,
+            "f1_micro": float(f1_score(labels, decided, average="micro", zero_division=0)),
+            "f1_macro": float(f1_score(labels, decided, average="macro", zero_division=0,
+                                       labels=present))}
+
+
+def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per genre, the threshold on the grid that maximises F1 on valid (0.5 without positives)."""
+    thresholds = np.full(labels.shape[1], 0.5)
+    for genre in range(labels.shape[1]):
+        truth = labels[:, genre]
+        if truth.sum() == 0:
+            continue
+        scores = [f1_score(truth, probabilities[:, genre] >= t, zero_division=0)
+                  for t in THRESHOLD_GRID]
+        thresholds[genre] = THRESHOLD_GRID[int(np.argmax(scores))]
+    return thresholds
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name: str | None = None,
+          resume: bool = False) -> dict:
+    """Train one run; returns its summary. Writes log.csv, curves.png, last.pt, best.pt."""
+    env = start_distributed()
+    competition = Competition.find(workdir, competition_name)
+    run_dir = workdir.run(run_name)
+    if (run_dir / "last.pt").exists() and not resume:
+        raise KitError(f"run {run_name!r} exists in {workdir.runs}; pass --resume to continue it "
+                       "or choose another --name")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.world))
+    seed_everything(config.seed)
+    genres, plan, train_set, valid_set, data_options = prepare_data(config, competition)
+    model = build_model(config, len(genres), data_options)
+    init_output_bias(model, (train_set.tensors[1].numpy() if config.frozen
+                             else train_set.labels).mean(0))
+    criterion = make_loss(config.loss, plan.pos_weight)
+    if config.optimizer not in OPTIMIZERS:
+        raise KitError(f"unknown optimizer {config.optimizer!r}; choose one of "
+                       f"{', '.join(OPTIMIZERS)}")
+    optimizer = OPTIMIZERS[config.optimizer](
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr,
+        weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
+    if resume and (run_dir / "last.pt").exists():
+        checkpoint = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        state = checkpoint["state"]
+        if env.main:
+            console.print(f"resuming {run_name} after epoch {state['epoch']}")
+    network = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+    sampler = EpochSampler(len(train_set), config.seed, plan.sample_weights, env.rank, env.world)
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
+                              num_workers=config.workers, persistent_workers=config.workers > 0)
+    valid_loader = DataLoader(valid_set, batch_size=max(64, config.batch_size),
+                              num_workers=config.workers)
+    valid_labels = valid_set.tensors[1].numpy().astype(np.uint8) if config.frozen \
+        else valid_set.labels
+    payload = {"config": asdict(config), "genres": genres, "competition": competition.name,
+               "data_options": data_options, "run": run_name}
+    if env.main:
+        write_json(run_dir / "config.json", payload["config"])
+        for note in plan.notes:
+            console.print(f"[yellow]{note}[/]")
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch * 101 + env.rank)
+        started = time.perf_counter()
+        train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
+                                     f"epoch {epoch + 1}/{config.epochs}", env)
+        seconds = time.perf_counter() - started
+        valid = evaluate(model, valid_loader, criterion, valid_labels)
+        improved = valid["loss"] < state["best_loss"] - 1e-6
+        state["best_loss"] = min(state["best_loss"], valid["loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        state["history"].append({
+            "epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid["loss"],
+            "valid_f1_micro": valid["f1_micro"], "valid_f1_macro": valid["f1_macro"],
+            "seconds": round(seconds, 2),
+            "images_per_second": round(len(sampler) * env.world / seconds, 1)})
+        if env.main:
+            console.print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, valid loss "
+                          f"{valid['loss']:.4f}, valid F1 micro {valid['f1_micro']:.3f} macro "
+                          f"{valid['f1_macro']:.3f}{' (best)' if improved else ''}")
+            if improved:
+                save_checkpoint(run_dir / "best.pt", {**payload, "model_state": model.state_dict(),
+                                                      "epoch": epoch + 1})
+            save_checkpoint(run_dir / "last.pt", {
+                **payload, "model_state": model.state_dict(),
+                "optimizer_state": optimizer.state_dict(), "state": state})
+            write_log(run_dir, state["history"])
+    summary = finish(config, run_dir, model, valid_loader, valid_labels, genres, state, env)
+    if env.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def train_one_epoch(network, criterion, optimizer, loader, description: str,
+                    env: Distributed) -> float:
+    """One pass over ``loader``; returns the mean training loss (over this process's batches)."""
+    network.train()
+    total, count = 0.0, 0
+    started = time.perf_counter()
+    with progress(transient=True) as bar:
+        task = bar.add_task(description, total=len(loader), rate="")
+        for inputs, targets in loader:
+            loss = criterion(network(to_batch(inputs)), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(inputs)
+            count += len(inputs)
+            rate = count * env.world / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
+    return total / max(count, 1)
+
+
+def write_log(run_dir: Path, history: list[dict]) -> None:
+    from kit import plots
+    import matplotlib.pyplot as plt
+    frame = pd.DataFrame(history)
+    write_csv(run_dir / "log.csv", frame)
+    figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 3.6))
+    losses.plot(frame["epoch"], frame["train_loss"], marker="o", label="train")
+    losses.plot(frame["epoch"], frame["valid_loss"], marker="o", label="valid")
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss")
+    losses.legend()
+    scores.plot(frame["epoch"], frame["valid_f1_micro"], marker="o", label="valid micro F1")
+    scores.plot(frame["epoch"], frame["valid_f1_macro"], marker="o", label="valid macro F1")
+    scores.set_xlabel("epoch")
+    scores.set_ylim(0, 1)
+    scores.legend()
+    figure.suptitle(f"training curves: {run_dir.name}")
+    plots.save(figure, run_dir / "curves.png")
+
+
+def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, valid_labels,
+           genres: list[str], state: dict, env: Distributed) -> dict:
+    """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model_state"])
+    probabilities, _ = predict_probabilities(model, valid_loader)
+    thresholds = tune_thresholds(probabilities, valid_labels) if config.tune_thresholds \
+        else np.full(len(genres), 0.5)
+    tuned = (probabilities >= thresholds).astype(np.uint8)
+    present = np.flatnonzero(valid_labels.sum(0) > 0)
+    summary = {"run": run_dir.name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
+               "best_valid_loss": round(state["best_loss"], 5),
+               "valid_f1_micro_tuned": float(f1_score(valid_labels, tuned, average="micro",
+                                                      zero_division=0)),
+               "valid_f1_macro_tuned": float(f1_score(valid_labels, tuned, average="macro",
+                                                      zero_division=0, labels=present)),
+               "stopped_early": state["bad_epochs"] >= config.patience,
+               "run_dir": str(run_dir)}
+    if env.main:
+        best["thresholds"] = thresholds.tolist()
+        save_checkpoint(run_dir / "best.pt", best)
+        write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+        write_json(run_dir / "summary.json", summary)
+        if state["history"]:
+            console.print(table(f"run {run_dir.name}", list(state["history"][0]),
+                                (row.values() for row in state["history"])))
+    return summary
+
