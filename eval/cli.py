@@ -67,6 +67,9 @@ def cmd_score(args) -> int:
                               args.reveal_private)
     if args.out:
         write_json(args.out, result)
+    if args.grid:
+        from eval.scoring import draw_grid
+        draw_grid(args.grid, args.submission, key, args.threshold)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
@@ -118,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("submission")
     sub.add_argument("--against", help="another submission: paired bootstrap comparison")
     sub.add_argument("--out", help="also write the result as JSON to this file")
+    sub.add_argument("--grid", help="also draw public test posters with true and predicted "
+                                    "genres (the report's Figure 5) to this PNG file")
     scoring_options(sub)
 
     sub = command("leaderboard", cmd_leaderboard, "score every CSV in a folder and rank them")

@@ -42,6 +42,23 @@ def score_part(key: AnswerKey, rows: np.ndarray, submission: Submission, thresho
     return result
 
 
+def draw_grid(path: str | Path, submission_path: str | Path, key: AnswerKey, threshold: float = 0.5,
+              count: int = 18, seed: int = 0) -> Path:
+    """Figure 5 of the report for the public part: posters, true and predicted genres."""
+    from kit import plots
+    from kit.labels import decode
+    from kit.splits import Competition
+    submission = read_submission(submission_path, key.ids, key.genres)
+    rows = key.part("Public")
+    rows = np.sort(np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False))
+    store = Competition(key.competition).store()
+    positions = store.positions([key.ids[r] for r in rows])
+    predicted = decisions(submission.values[rows], threshold)
+    return plots.poster_grid([np.asarray(store[int(p)]) for p in positions],
+                             decode(key.labels[rows], key.genres), decode(predicted, key.genres),
+                             f"{Path(submission_path).name}: public test posters", path)
+
+
 def score_submission(path: str | Path, key: AnswerKey, threshold: float = 0.5,
                      resamples: int = DEFAULT_RESAMPLES, against: str | Path | None = None,
                      reveal_private: bool = False) -> dict:

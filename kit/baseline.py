@@ -32,7 +32,7 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
     """Run the whole baseline on ``data`` (default: the embedded synthetic posters)."""
     from eval.answers import load_answers
     from eval.cli import print_score
-    from eval.scoring import score_submission
+    from eval.scoring import draw_grid, score_submission
     from kit.predict import predict
 
     config = TrainConfig.from_file(baseline_file(baseline))
@@ -55,14 +55,17 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
     submission = predict(workdir, name, submissions)
     console.rule("scoring on the natural test distribution")
     answers = workdir.competitions / competition["competition"] / "private" / "answers.csv"
-    result = score_submission(submission["submission"], load_answers(answers))
+    key = load_answers(answers)
+    result = score_submission(submission["submission"], key)
     score_path = Path(submission["submission"]).with_suffix(".score.json")
     write_json(score_path, result)
+    grid = draw_grid(Path(submission["submission"]).with_suffix(".posters.png"),
+                     submission["submission"], key)
     print_score(result)
     public = result["public"]
     return {"baseline": Path(baseline).stem, "dataset": prepared["dataset"],
             "competition": competition["competition"], "run": name,
             "epochs_run": trained["epochs_run"], "submission": submission["submission"],
-            "score": str(score_path), "public_f1_micro": public["f1_micro"],
+            "score": str(score_path), "poster_grid": str(grid), "public_f1_micro": public["f1_micro"],
             "public_f1_macro": public["f1_macro"], "public_accuracy": public["accuracy"],
             "beats_references": public["beats_references"]}

@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")
         return 130
-    summary(f"kit {args.command}", result, args.json)
+    if result is not None:      # torchrun ranks other than 0 have nothing to report
+        summary(f"kit {args.command}", result, args.json)
     return 0
 
 

@@ -55,3 +55,21 @@ def genres_per_film(groups: dict[str, list[int]], title: str, path: str | Path) 
     axis.set_title(title)
     axis.legend()
     return save(figure, path)
+
+
+def poster_grid(images: list[np.ndarray], truths: list[str], predictions: list[str], title: str,
+                path: str | Path, columns: int = 6) -> Path:
+    """Posters (uint8, 3xHxW) with their true and predicted genres: the report's Figure 5."""
+    import textwrap
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 4.8 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, truth, predicted in zip(axes.ravel(), images, truths, predictions):
+        axis.imshow(image.transpose(1, 2, 0))
+        hits = set(truth.split("|")) & set(predicted.split("|"))
+        caption = "\n".join(textwrap.wrap(f"true: {truth.replace('|', ', ') or '-'}", 34) +
+                            textwrap.wrap(f"pred: {predicted.replace('|', ', ') or '-'}", 34))
+        axis.set_title(caption, fontsize=7, color="darkgreen" if hits else "darkred")
+    figure.suptitle(title)
+    return save(figure, path)

@@ -118,18 +118,25 @@ class EpochSampler(Sampler):
 
 
 class PosterDataset(Dataset):
-    """uint8 posters from the store with their labels; optional albumentations augmentation."""
+    """uint8 posters from the store with their labels; optional albumentations augmentation,
+    seeded per (seed, epoch, poster) so that it is the same however the run is resumed."""
 
-    def __init__(self, store, positions: np.ndarray, labels: np.ndarray, augment: bool = False):
+    def __init__(self, store, positions: np.ndarray, labels: np.ndarray, augment: bool = False,
+                 seed: int = 0):
         self.store, self.positions, self.labels = store, positions, labels
         self.augment = _augmentation() if augment else None
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, item: int):
-        image = np.asarray(self.store[int(self.positions[item])])
+        image = np.array(self.store[int(self.positions[item])])
         if self.augment is not None:
+            self.augment.set_random_seed((self.seed * 100_003 + self.epoch) * 1_000_003 + item)
             image = self.augment(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
             self.labels[item].astype(np.float32))
@@ -192,7 +199,7 @@ def prepare_data(config: TrainConfig, competition: Competition):
         data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
                         "std": std.tolist()}
     else:
-        train_set = PosterDataset(store, train_positions, train_y, config.augment)
+        train_set = PosterDataset(store, train_positions, train_y, config.augment, config.seed)
         valid_set = PosterDataset(store, valid_positions, valid_y)
         stats = competition.normalisation()
         data_options = {"input_size": list(store.size), "mean": stats["mean"],
@@ -278,8 +285,9 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name: str | None = None,
-          resume: bool = False) -> dict:
-    """Train one run; returns its summary. Writes log.csv, curves.png, last.pt, best.pt."""
+          resume: bool = False) -> dict | None:
+    """Train one run; returns its summary (None on torchrun ranks other than 0).
+    Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json."""
     env = start_distributed()
     competition = Competition.find(workdir, competition_name)
     run_dir = workdir.run(run_name)
@@ -324,6 +332,8 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
+        if isinstance(train_set, PosterDataset):
+            train_set.set_epoch(epoch)
         torch.manual_seed(config.seed * 100_003 + epoch * 101 + env.rank)
         started = time.perf_counter()
         train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
@@ -350,7 +360,10 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
                 **payload, "model_state": model.state_dict(),
                 "optimizer_state": optimizer.state_dict(), "state": state})
             write_log(run_dir, state["history"])
-    summary = finish(config, run_dir, model, valid_loader, valid_labels, genres, state, env)
+    if env.world > 1:
+        dist.barrier()      # rank 0's last checkpoint is on disk before anyone moves on
+    summary = finish(config, run_dir, model, valid_loader, valid_labels, genres, state) \
+        if env.main else None
     if env.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -370,7 +383,7 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(inputs)
+            total += loss.item() * len(inputs)
             count += len(inputs)
             rate = count * env.world / max(time.perf_counter() - started, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
@@ -398,7 +411,7 @@ def write_log(run_dir: Path, history: list[dict]) -> None:
 
 
 def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, valid_labels,
-           genres: list[str], state: dict, env: Distributed) -> dict:
+           genres: list[str], state: dict) -> dict:
     """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(best["model_state"])
@@ -415,13 +428,12 @@ def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, v
                                                       zero_division=0, labels=present)),
                "stopped_early": state["bad_epochs"] >= config.patience,
                "run_dir": str(run_dir)}
-    if env.main:
-        best["thresholds"] = thresholds.tolist()
-        save_checkpoint(run_dir / "best.pt", best)
-        write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
-        write_json(run_dir / "summary.json", summary)
-        if state["history"]:
-            console.print(table(f"run {run_dir.name}", list(state["history"][0]),
-                                (row.values() for row in state["history"])))
+    best["thresholds"] = thresholds.tolist()
+    save_checkpoint(run_dir / "best.pt", best)
+    write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+    write_json(run_dir / "summary.json", summary)
+    if state["history"]:
+        console.print(table(f"run {run_dir.name}", list(state["history"][0]),
+                            (row.values() for row in state["history"])))
     return summary
 

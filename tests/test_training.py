@@ -1,0 +1,159 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kit.errors import KitError
+from kit.predict import calibrate, predict
+from kit.training import EpochSampler, TrainConfig, train
+from kit.workdir import Workdir
+
+TINY = dict(model="lenet", epochs=2, batch_size=16, patience=5)
+
+
+def test_training_writes_log_curves_checkpoints_and_thresholds(workdir):
+    summary = train(TrainConfig(**TINY), Workdir(workdir), "tiny")
+    run = Workdir(workdir).run("tiny")
+    log = pd.read_csv(run / "log.csv")
+    assert list(log["epoch"]) == [1, 2] and {"train_loss", "valid_loss", "valid_f1_macro",
+                                            "images_per_second"} <= set(log.columns)
+    assert (run / "curves.png").stat().st_size > 1000
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert len(best["thresholds"]) == len(best["genres"])
+    assert summary["epochs_run"] == 2
+    with pytest.raises(KitError, match="pass --resume"):
+        train(TrainConfig(**TINY), Workdir(workdir), "tiny")
+
+
+def test_resumed_run_equals_an_uninterrupted_one(workdir, monkeypatch):
+    import kit.training as training
+    config = TrainConfig(**{**TINY, "epochs": 3, "augment": True})
+    train(config, Workdir(workdir), "straight")
+    real_epoch = training.train_one_epoch
+    calls = {"n": 0}
+
+    def killed_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+    monkeypatch.setattr(training, "train_one_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, Workdir(workdir), "interrupted")
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    train(config, Workdir(workdir), "interrupted", resume=True)
+    load = lambda name: torch.load(Workdir(workdir).run(name) / "last.pt", weights_only=False)
+    straight, resumed = load("straight"), load("interrupted")
+    for key, tensor in straight["model_state"].items():
+        assert torch.equal(tensor, resumed["model_state"][key]), key
+    assert straight["state"]["history"][-1]["valid_loss"] == \
+        resumed["state"]["history"][-1]["valid_loss"]
+
+
+def test_same_seed_same_weights(workdir):
+    for name in ("seed-a", "seed-b"):
+        train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), name)
+    a, b = (torch.load(Workdir(workdir).run(n) / "best.pt", weights_only=False)["model_state"]
+            for n in ("seed-a", "seed-b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("balance, loss", [("class-weight", "bce"), ("sampler", "asl"),
+                                           ("min-per-genre", "focal")])
+def test_balancing_strategies_and_losses_train(workdir, balance, loss):
+    config = TrainConfig(**{**TINY, "epochs": 1, "balance": balance, "loss": loss,
+                            "min_count": 8})
+    summary = train(config, Workdir(workdir), f"{balance}-{loss}")
+    assert np.isfinite(summary["best_valid_loss"])
+
+
+def test_class_weight_needs_bce(workdir):
+    with pytest.raises(KitError, match="needs --loss bce"):
+        train(TrainConfig(**{**TINY, "balance": "class-weight", "loss": "asl"}), Workdir(workdir),
+              "bad-combo")
+
+
+def test_train_and_predict_never_open_the_private_folder(workdir, competition, tmp_path):
+    private = competition.folder / "private"
+    hidden = tmp_path / "private-away"
+    shutil.move(private, hidden)
+    try:
+        train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "no-peeking")
+        result = predict(Workdir(workdir), "no-peeking", tmp_path / "subs")
+    finally:
+        shutil.move(hidden, private)
+    frame = pd.read_csv(result["submission"], dtype={"id": str})
+    assert sorted(frame["id"]) == sorted(competition.test_ids())
+    assert list(frame.columns[1:]) == competition.genres()
+
+
+def test_prediction_scores_in_the_harness(workdir, competition, tmp_path):
+    from eval.answers import load_answers
+    from eval.scoring import score_submission
+    train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "to-score")
+    result = predict(Workdir(workdir), "to-score", tmp_path)
+    scored = score_submission(result["submission"],
+                              load_answers(competition.folder / "private" / "answers.csv"),
+                              resamples=20)
+    assert 0 <= scored["public"]["f1_macro"] <= 1 and scored["kind"] == "probabilities"
+
+
+def test_calibration_maps_each_threshold_to_one_half_and_keeps_order():
+    probabilities = np.array([[0.1, 0.2], [0.3, 0.9], [0.2, 0.5]])
+    thresholds = np.array([0.2, 0.6])
+    calibrated = calibrate(probabilities, thresholds)
+    assert ((calibrated >= 0.5) == (probabilities >= thresholds)).all()
+    for j in range(2):
+        assert (np.argsort(calibrated[:, j]) == np.argsort(probabilities[:, j])).all()
+
+
+def test_epoch_sampler_splits_one_seeded_order_between_processes():
+    whole = list(EpochSampler(10, seed=3))
+    halves = [list(EpochSampler(10, seed=3, rank=r, world=2)) for r in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == sorted(whole) and len(halves[0]) == 5
+    weighted = list(EpochSampler(1000, seed=1, weights=[0.0] * 999 + [1.0]))
+    assert set(weighted) == {999}
+
+
+def test_frozen_backbone_head_and_resumable_embedding_cache(workdir):
+    from kit.embeddings import embed_store
+    from kit.splits import Competition
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("full", "top"),
+                         epochs=2, batch_size=32, lr=0.01)
+    summary = train(config, Workdir(workdir), "frozen")
+    assert summary["epochs_run"] == 2
+    store = Competition.find(Workdir(workdir)).store()
+    cache = embed_store(store, "efficientnet_lite0", ("full", "top"))
+    before = cache.features(np.arange(len(store)))
+    assert before.shape == (len(store), 2 * 1280)
+    first = sorted(cache.dir.glob("emb-*.npy"))[0]
+    first.unlink()
+    first.with_suffix(".json").unlink()
+    again = embed_store(store, "efficientnet_lite0", ("full", "top")).features(
+        np.arange(len(store)))
+    np.testing.assert_array_equal(before, again)
+
+
+def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
+    from kit.search import random_search
+    result = random_search(TrainConfig(**TINY), Workdir(workdir), "s", trials=2, epochs=1)
+    trials = pd.read_csv(Workdir(workdir).root / "searches" / "s" / "trials.csv")
+    assert len(trials) == 2 and trials["dropout"].between(0.1, 0.5).all()
+    best = TrainConfig.from_file(result["best_config"])
+    assert best.lr == pytest.approx(result["best_lr"]) and best.dropout == result["best_dropout"]
+
+
+def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_port=29517", "-m", "kit", "train", "--workdir", str(workdir),
+               "--name", "ddp", "--epochs", "1", "--balance", "sampler", "--batch-size", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    log = pd.read_csv(Workdir(workdir).run("ddp") / "log.csv")
+    assert len(log) == 1
