@@ -65,7 +65,10 @@ def read_header(path: Path) -> list[str]:
         if error.start < len(head) - 4:     # not just a character cut at the read boundary
             raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
         text = head[:error.start].decode("utf-8-sig")
-    first = next(csv.reader(io.StringIO(text)), [])
+    try:
+        first = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as error:
+        raise SubmissionError([f"the header is not valid CSV: {error}"]) from None
     return [name.strip() for name in first]
 
 

@@ -74,6 +74,7 @@ def test_decisions_are_recognised(tmp_path):
     (VALID.replace("tt02,", ","), "empty id in rows 2"),
     ("id,genres\ntt01,Drama|Westrn\ntt02,\n1000003,Comedy\n", "unknown genre names: 'Westrn' x1"),
     ('id,Drama,Comedy,Science Fiction\ntt01,"1,0,0\n', "not valid CSV"),
+    (b"\r\x01", "no 'id' column"),
 ])
 def test_each_problem_is_reported_precisely(tmp_path, text, message):
     assert message in problems(tmp_path, text)
