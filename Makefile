@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 WORKDIR ?= work
 DATA ?=
 BASELINE ?= lenet
+COMPARE ?= lite0-frozen
 
 .PHONY: setup test baseline leaderboard compare bench fuzz clean
 
@@ -24,6 +25,9 @@ baseline: setup
 
 leaderboard: setup
 	$(PY) -m eval leaderboard submissions --workdir $(WORKDIR)
+
+compare: setup
+	$(PY) -m kit compare --workdir $(WORKDIR) --config baselines/$(COMPARE).toml
 
 bench: setup
 	$(PY) bench/run.py --workdir $(WORKDIR)/bench

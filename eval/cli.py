@@ -78,11 +78,11 @@ def cmd_score(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from eval.leaderboard import build_leaderboard
+    from eval.leaderboard import build_leaderboard, submissions_in
     key = load_answers(find_answers(Workdir(args.workdir), args.competition, args.answers))
     out = args.out or str(Workdir(args.workdir).root / "leaderboard")
-    board = build_leaderboard(args.folder, key, out, args.metric, args.threshold,
-                              args.bootstrap, args.reveal_private)
+    board = build_leaderboard(submissions_in(args.folder), key, out, args.metric,
+                              args.threshold, args.bootstrap, args.reveal_private)
     if args.json:
         sys.stdout.write(json.dumps(board) + "\n")
     return 0

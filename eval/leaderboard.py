@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,28 @@ def reference_rows(key: AnswerKey, usage: str) -> dict[str, dict]:
             in reference_predictions(key.prevalence, len(rows)).items()}
 
 
-def build_leaderboard(folder: str | Path, key: AnswerKey, out: str | Path,
-                      metric: str = "f1_macro", threshold: float = 0.5,
-                      resamples: int = DEFAULT_RESAMPLES, reveal_private: bool = False) -> dict:
-    """Score, rank and write ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json``."""
+def submissions_in(folder: str | Path) -> list[Path]:
+    """Every CSV of a submission folder, sorted by name."""
     from kit.errors import KitError
-    folder, out = Path(folder), Path(out)
+    folder = Path(folder)
     if not folder.is_dir():
         raise KitError(f"submission folder {folder} does not exist")
+    return sorted(folder.glob("*.csv"))
+
+
+def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
+                      metric: str = "f1_macro", threshold: float = 0.5,
+                      resamples: int = DEFAULT_RESAMPLES, reveal_private: bool = False,
+                      title: str = "Leaderboard", extra_figures: dict[str, Path] | None = None
+                      ) -> dict:
+    """Score, rank and write ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json``
+    (figures beside them); ``extra_figures`` are appended to the report."""
+    from kit.errors import KitError
+    out = Path(out)
     if metric not in COLUMNS + ["f1_weighted", "error_rate", "roc_auc_macro"]:
         raise KitError(f"unknown --metric {metric!r}; choose one of {', '.join(COLUMNS)}")
     entries, invalid = [], []
-    for path in sorted(folder.glob("*.csv")):
+    for path in paths:
         try:
             result = score_submission(path, key, threshold, resamples, None, reveal_private)
         except SubmissionError as error:
@@ -54,15 +65,16 @@ def build_leaderboard(folder: str | Path, key: AnswerKey, out: str | Path,
     for rank, entry in enumerate(entries, 1):
         entry["rank"] = rank
     out.mkdir(parents=True, exist_ok=True)
-    figures = _figures(entries, key, out)
+    figures = {**_figures(entries, key, out), **(extra_figures or {})}
     show_private = reveal_private or key.closed
-    board = {"competition": key.competition.name, "metric": metric, "private_shown": show_private,
+    board = {"title": title, "competition": key.competition.name, "metric": metric,
+             "private_shown": show_private,
              "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
              "figures": {k: str(v) for k, v in figures.items()}}
     write_json(out / "leaderboard.json", board)
-    write_text(out / "leaderboard.md", _markdown(board, figures))
+    write_text(out / "leaderboard.md", _markdown(board, figures, out))
     write_text(out / "leaderboard.html", _html(board, figures))
-    console.print(table(f"leaderboard of {key.competition.name} by public {metric}",
+    console.print(table(f"{title} of {key.competition.name} by public {metric}",
                         ["rank", "submission", *COLUMNS],
                         ([e["rank"], e["name"], *(e["public"].get(c) for c in COLUMNS)]
                          for e in board["entries"])))
@@ -130,10 +142,10 @@ def _format(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _markdown(board: dict, figures: dict[str, Path]) -> str:
+def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
-    lines = [f"# Leaderboard: {cell(board['competition'])}", "",
+    lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", "",
              f"Ranked by public `{board['metric']}`; scored on the natural test distribution.", "",
              "| rank | submission | " + " | ".join(COLUMNS) + " |",
              "|---" * (len(COLUMNS) + 2) + "|"]
@@ -150,7 +162,8 @@ def _markdown(board: dict, figures: dict[str, Path]) -> str:
         lines += ["", "## Invalid submissions", ""]
         lines += [f"- {cell(bad['name'])}: {cell('; '.join(bad['problems']))}"
                   for bad in board["invalid"]]
-    lines += [""] + [f"![{name}]({path.name})" for name, path in figures.items()] + [""]
+    lines += [""] + [f"![{name}]({os.path.relpath(path, out)})" for name, path in figures.items()]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -175,11 +188,11 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
         f'{base64.b64encode(path.read_bytes()).decode()}"></figure>'
         for name, path in figures.items())
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>Leaderboard: {escape(board['competition'])}</title><style>"
+            f"<title>{escape(board['title'])}: {escape(board['competition'])}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
             "td:nth-child(2){text-align:left}img{max-width:100%}</style></head><body>"
-            f"<h1>Leaderboard: {escape(board['competition'])}</h1>"
+            f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
             f"<p>Ranked by public <code>{escape(board['metric'])}</code>, scored on the natural "
             f"test distribution.</p><table><tr>{head}</tr>{rows}</table>{private}"
             + (f"<h2>Invalid submissions</h2><ul>{invalid}</ul>" if invalid else "")

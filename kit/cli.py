@@ -31,7 +31,7 @@ def cmd_prepare(args) -> dict:
     from kit.prepare import prepare_dataset
     return prepare_dataset(args.source, Workdir(args.workdir), args.name, args.layout, args.labels,
                            args.posters, args.size, args.shard_size, args.max_pixels,
-                           args.chunksize, args.workers)
+                           args.chunksize, args.workers, args.scheduler)
 
 
 def cmd_report(args) -> dict:
@@ -82,7 +82,8 @@ def cmd_train(args) -> dict:
     from kit.training import train
     config = train_config(args)
     name = args.name or (Path(args.config).stem if args.config else config.model.replace(":", "-"))
-    return train(config, Workdir(args.workdir), name, args.competition, args.resume)
+    return train(config, Workdir(args.workdir), name, args.competition, args.resume,
+                 args.scheduler)
 
 
 def cmd_predict(args) -> dict:
@@ -101,6 +102,12 @@ def cmd_baseline(args) -> dict:
     from kit.baseline import run_baseline
     return run_baseline(Workdir(args.workdir), args.baseline, args.data, args.films, args.seed,
                         args.submissions, args.epochs)
+
+
+def cmd_compare(args) -> dict:
+    from kit.compare import compare
+    return compare(train_config(args), Workdir(args.workdir), args.strategies, args.competition,
+                   args.submissions, args.prefix, args.bootstrap)
 
 
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
@@ -162,6 +169,12 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
 
 
+def add_scheduler_argument(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--scheduler", default="local",
+                     help="local (a Dask LocalCluster, default), processes (a plain process "
+                          "pool), inline, or tcp://host:port (an existing Dask cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -192,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="larger images are refused as decompression bombs (60,000,000)")
     sub.add_argument("--chunksize", type=int, default=500_000, help="label CSV rows per chunk")
     sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    add_scheduler_argument(sub)
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
     sub.add_argument("--dataset", help="dataset name (default: the latest prepared)")
@@ -210,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="run name (default: the config file's or model's name)")
     sub.add_argument("--resume", action="store_true", help="continue an interrupted run")
     add_train_arguments(sub)
+    add_scheduler_argument(sub)
 
     sub = command("predict", cmd_predict, "write a submission CSV from a trained run")
     sub.add_argument("--run", required=True, help="run name")
@@ -225,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--lr-range", type=float, nargs=2, default=[1e-4, 1e-2],
                      metavar=("LOW", "HIGH"))
     sub.add_argument("--search-seed", type=_integer, default=0)
+    add_train_arguments(sub)
+
+    sub = command("compare", cmd_compare,
+                  "train one model per balancing strategy, score all, write a comparison report")
+    sub.add_argument("--strategies", nargs="+",
+                     help="none min-per-genre class-weight sampler asymmetric-loss (default: all)")
+    sub.add_argument("--submissions", default="submissions")
+    sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
+    sub.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     add_train_arguments(sub)
 
     sub = command("baseline", cmd_baseline, "the whole baseline: data to score")

@@ -1,15 +1,18 @@
 """Frozen-backbone embeddings of every poster of a store, cached on disk shard by shard.
 
-The cache mirrors the store: ``emb-000000.npy`` (float16, one row per store row) beside
-``emb-000000.json`` (written last: its presence commits the shard). A re-run embeds only the store
-shards that have no committed embedding shard, so an interrupted run resumes where it stopped.
 Views of the tall poster: ``full`` (the whole poster), ``top``/``middle``/``bottom`` (square
 crops) and ``flip`` (the whole poster mirrored); a film's embedding concatenates its views.
+Each view has its own cache folder mirroring the store: ``emb-000000.npy`` (float16, one row per
+store row) beside ``emb-000000.json`` (written last: its presence commits the shard). A re-run
+embeds only what is missing, so an interrupted run resumes where it stopped and a new combination
+of views reuses every view already embedded.
 """
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ import torch
 from kit.console import progress
 from kit.errors import KitError
 from kit.files import atomic_path, read_json, write_json
+from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
 
 VIEWS = ("full", "top", "middle", "bottom", "flip")
@@ -38,36 +42,39 @@ def view(images: torch.Tensor, name: str) -> torch.Tensor:
     return images[..., start:start + side, (width - side) // 2:(width - side) // 2 + side]
 
 
-def cache_dir(store: Store, backbone: str, views: tuple[str, ...], precision: str) -> Path:
-    """Folder of the embedding cache for a backbone, views and precision."""
+def cache_dir(store: Store, backbone: str, view_name: str, precision: str) -> Path:
+    """Folder of the embedding cache for a backbone, one view and a precision."""
     label = backbone.replace(":", "-").replace("/", "-")
-    return store.dir / "embeddings" / f"{label}-{'+'.join(views)}-{precision}"
+    return store.dir / "embeddings" / f"{label}-{view_name}-{precision}"
+
+
+def check_settings(views: tuple[str, ...], precision: str) -> None:
+    for name in views:
+        view(torch.zeros(1, 3, 8, 8), name)
+    if not views:
+        raise KitError("--views needs at least one view")
+    if precision not in PRECISIONS:
+        raise KitError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
 class Embedder:
-    """A frozen backbone that turns uint8 poster batches into concatenated view embeddings."""
+    """A frozen backbone that turns uint8 poster batches into embeddings of one view."""
 
-    def __init__(self, backbone: str, views: tuple[str, ...] = ("full",), precision: str = "bf16",
+    def __init__(self, backbone: str, view_name: str = "full", precision: str = "bf16",
                  pretrained: str | None = None):
         from kit.models.pretrained import feature_extractor
-        for name in views:
-            view(torch.zeros(1, 3, 8, 8), name)
-        if precision not in PRECISIONS:
-            raise KitError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-        self.views, self.precision = tuple(views), precision
+        check_settings((view_name,), precision)
+        self.view, self.precision = view_name, precision
         self.model = feature_extractor(backbone, pretrained)
         self.model.network.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255)
-        outputs = []
+        batch = torch.from_numpy(np.array(images)).float().div_(255)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            for name in self.views:
-                pixels = self.model.preprocess(view(batch, name))
-                outputs.append(self.model.network(pixels.contiguous(
-                    memory_format=torch.channels_last)).float())
-        return torch.cat(outputs, 1).numpy().astype(np.float16)
+            pixels = self.model.preprocess(view(batch, self.view))
+            features = self.model.network(pixels.contiguous(memory_format=torch.channels_last))
+        return features.float().numpy().astype(np.float16)
 
 
 def _shard_digest(store: Store, shard: int) -> str:
@@ -75,81 +82,111 @@ def _shard_digest(store: Store, shard: int) -> str:
     return hashlib.sha256("\n".join(rows["checksum"]).encode()).hexdigest()[:16]
 
 
-def embed_shard(store: Store, shard: int, embedder: Embedder, out: Path, batch_size: int,
-                on_batch=None) -> None:
-    """Embed every row of one store shard and commit it to the cache."""
-    pixels = store.shard(shard)
-    parts = []
-    for start in range(0, len(pixels), batch_size):
-        parts.append(embedder(pixels[start:start + batch_size]))
-        if on_batch:
-            on_batch(len(parts[-1]))
+@dataclass(frozen=True)
+class EmbedJob:
+    """One store shard to embed into the cache folder ``out``."""
+    store_dir: str
+    shard: int
+    digest: str
+    backbone: str
+    view: str
+    precision: str
+    pretrained: str | None
+    out: str
+    batch_size: int
+
+
+@lru_cache(maxsize=2)
+def _embedder(backbone: str, view_name: str, precision: str,
+              pretrained: str | None) -> Embedder:
+    """One backbone per worker process and view, loaded on its first shard."""
+    return Embedder(backbone, view_name, precision, pretrained)
+
+
+def embed_shard(job: EmbedJob) -> int:
+    """Embed every row of one store shard and commit it to the cache; returns the row count."""
+    embedder = _embedder(job.backbone, job.view, job.precision, job.pretrained)
+    pixels = np.load(Path(job.store_dir) / f"{shard_name(job.shard)}.npy", mmap_mode="r")
+    parts = [embedder(pixels[start:start + job.batch_size])
+             for start in range(0, len(pixels), job.batch_size)]
     features = np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)
-    base = out / f"emb-{shard_name(shard)[len('shard-'):]}"
+    base = Path(job.out) / f"emb-{shard_name(job.shard)[len('shard-'):]}"
     with atomic_path(base.with_suffix(".npy")) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
-    write_json(base.with_suffix(".json"), {"shard": shard, "rows": len(features),
-                                           "digest": _shard_digest(store, shard)})
+    write_json(base.with_suffix(".json"), {"shard": job.shard, "rows": len(features),
+                                           "digest": job.digest})
+    return len(features)
 
 
 def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
-                precision: str = "bf16", batch_size: int = 64, pretrained: str | None = None
-                ) -> "EmbeddingCache":
-    """Embed every store shard the index uses that the cache does not hold yet; resumable."""
-    out = cache_dir(store, backbone, tuple(views), precision)
-    out.mkdir(parents=True, exist_ok=True)
-    for stray in out.glob(".emb-*.tmp"):
-        stray.unlink(missing_ok=True)
+                precision: str = "bf16", batch_size: int = 64, pretrained: str | None = None,
+                scheduler: str = "local", workers: int | None = None) -> "EmbeddingCache":
+    """Embed every store shard the index uses that the cache does not hold yet; resumable.
+
+    Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
+    single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
+    """
+    check_settings(tuple(views), precision)
     shards = sorted(int(s) for s in store.index["shard"].unique())
-    pending = [s for s in shards if not _committed(store, out, s)]
-    if pending:
-        embedder = Embedder(backbone, tuple(views), precision, pretrained)
-        total = int(sum(len(store.shard(s)) for s in pending))
+    digests = {s: _shard_digest(store, s) for s in shards}
+    folders, jobs = [], []
+    for name in views:
+        out = cache_dir(store, backbone, name, precision)
+        out.mkdir(parents=True, exist_ok=True)
+        for stray in out.glob(".emb-*.tmp"):
+            stray.unlink(missing_ok=True)
+        folders.append(out)
+        jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, pretrained,
+                          str(out), batch_size) for s in shards if not _committed(out, s, digests[s])]
+    if jobs:
+        from kit.models.pretrained import feature_extractor
+        feature_extractor(backbone, pretrained)       # fail fast, before any worker starts
+        total = int(sum(len(store.shard(job.shard)) for job in jobs))
         start, done = time.perf_counter(), 0
         with progress() as bar:
             task = bar.add_task(f"embedding with {backbone}", total=total, rate="")
-
-            def advance(count):
-                nonlocal done
-                done += count
+            for rows in run_jobs(embed_shard, jobs, scheduler, workers):
+                done += rows
                 rate = done / max(time.perf_counter() - start, 1e-9)
                 bar.update(task, completed=done, rate=f"{rate:,.1f} posters/s")
-            for shard in pending:
-                embed_shard(store, shard, embedder, out, batch_size, advance)
-    return EmbeddingCache(store, out)
+    return EmbeddingCache(store, folders)
 
 
-def _committed(store: Store, out: Path, shard: int) -> bool:
+def _committed(out: Path, shard: int, digest: str) -> bool:
     meta = out / f"emb-{shard_name(shard)[len('shard-'):]}.json"
-    return meta.exists() and read_json(meta)["digest"] == _shard_digest(store, shard)
+    return meta.exists() and read_json(meta)["digest"] == digest
 
 
 class EmbeddingCache:
-    """Read embeddings of store positions from a committed cache."""
+    """Read embeddings of store positions from committed caches, one folder per view."""
 
-    def __init__(self, store: Store, folder: Path):
-        self.store, self.dir = store, Path(folder)
-        self._shards: dict[int, np.ndarray] = {}
+    def __init__(self, store: Store, folders: list[Path]):
+        self.store, self.dirs = store, [Path(f) for f in folders]
+        self._shards: dict[tuple[int, int], np.ndarray] = {}
 
-    def _shard(self, shard: int) -> np.ndarray:
-        if shard not in self._shards:
-            path = self.dir / f"emb-{shard_name(shard)[len('shard-'):]}.npy"
+    def _shard(self, view_index: int, shard: int) -> np.ndarray:
+        if (view_index, shard) not in self._shards:
+            folder = self.dirs[view_index]
+            path = folder / f"emb-{shard_name(shard)[len('shard-'):]}.npy"
             if not path.exists():
-                raise KitError(f"embedding cache {self.dir} lacks shard {shard}; re-run training "
+                raise KitError(f"embedding cache {folder} lacks shard {shard}; re-run training "
                                "to embed it")
-            self._shards[shard] = np.load(path, mmap_mode="r")
-        return self._shards[shard]
+            self._shards[view_index, shard] = np.load(path, mmap_mode="r")
+        return self._shards[view_index, shard]
 
     def features(self, positions: np.ndarray) -> np.ndarray:
-        """float32 embeddings of the given store positions, in that order."""
+        """float16 embeddings of the given store positions, in that order, views side by side."""
         shards = self.store.index["shard"].to_numpy()[positions]
         rows = self.store.index["row"].to_numpy()[positions]
-        out = None
-        for shard in np.unique(shards):
-            mask = shards == shard
-            block = self._shard(int(shard))[rows[mask]].astype(np.float32)
-            if out is None:
-                out = np.empty((len(positions), block.shape[1]), np.float32)
-            out[mask] = block
-        return out if out is not None else np.zeros((0, 0), np.float32)
+        blocks = []
+        for view_index in range(len(self.dirs)):
+            out = None
+            for shard in np.unique(shards):
+                mask = shards == shard
+                block = self._shard(view_index, int(shard))[rows[mask]]
+                if out is None:
+                    out = np.empty((len(positions), block.shape[1]), np.float16)
+                out[mask] = block
+            blocks.append(out if out is not None else np.zeros((0, 0), np.float16))
+        return np.concatenate(blocks, axis=1)

@@ -53,7 +53,7 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     model.load_state_dict(checkpoint["model_state"])
     if config.frozen:
         features = torch.from_numpy(embed_for(config, store).features(positions))
-        dataset = TensorDataset(features, torch.zeros(len(ids)))
+        dataset = TensorDataset(features, torch.zeros(len(ids), dtype=torch.uint8))
     else:
         dataset = PosterDataset(store, positions, np.zeros((len(ids), len(genres)), np.uint8))
     probabilities, _ = predict_probabilities(model, DataLoader(dataset, batch_size=batch_size))

@@ -18,7 +18,7 @@ def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
                     posters: str | None = None, size: tuple[int, int] = DEFAULT_SIZE,
                     shard_size: int = DEFAULT_SHARD_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS,
                     chunksize: int = DEFAULT_CHUNKSIZE, workers: int | None = None,
-                    runner=None) -> dict:
+                    scheduler: str = "local") -> dict:
     """Ingest ``source_dir`` into the work folder's dataset ``name``; return the JSON report."""
     source = find_source(source_dir, layout, labels, posters)
     name = name or Path(source_dir).resolve().name
@@ -26,7 +26,7 @@ def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
     catalogue = build_catalogue(source, chunksize)
     write_csv(out / "films.csv", catalogue.films)
     store = build_store(catalogue.films, source.root, workdir.store(name, size), size, shard_size,
-                        max_pixels, workers, runner)
+                        max_pixels, workers, scheduler)
     stored = catalogue.films[catalogue.films["id"].isin(
         pd.read_csv(workdir.store(name, size) / "index.csv", dtype={"id": str},
                     usecols=["id"])["id"])]

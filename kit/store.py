@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 from kit.console import progress
 from kit.errors import KitError
 from kit.files import atomic_path, read_json, write_csv, write_json
+from kit.scheduler import check_scheduler, run_jobs
 from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE, PosterError, decode_poster
 
 DEFAULT_SHARD_SIZE = 256
@@ -147,25 +147,14 @@ def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int,
     return jobs, len(films) - len(pending)
 
 
-def run_local(jobs: list[ShardJob], workers: int):
-    """Build shards in a local process pool; yield each sidecar as it completes."""
-    if workers <= 1:
-        yield from map(build_shard, jobs)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        futures = [pool.submit(build_shard, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
-
-
 def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | os.PathLike,
                 size: tuple[int, int] = DEFAULT_SIZE, shard_size: int = DEFAULT_SHARD_SIZE,
                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
-                runner=None) -> dict:
+                scheduler: str = "local", runner=None) -> dict:
     """Store every poster of ``films`` (columns id, poster) found under ``root``.
 
     Resumable and incremental; returns counts and the failures of this catalogue by reason.
-    ``runner(jobs)`` may replace the local process pool (the Dask runner does).
+    Shards run on ``scheduler`` (see kit.scheduler); ``runner(jobs)`` may replace it.
     """
     root, store_dir = Path(root), Path(store_dir)
     if shard_size < 1:
@@ -173,8 +162,8 @@ def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | o
     _check_layout(store_dir, size, shard_size)
     _remove_orphans(store_dir)
     jobs, skipped = plan_jobs(films, root, store_dir, size, shard_size, max_pixels)
-    workers = workers or os.cpu_count() or 1
-    runner = runner or (lambda pending: run_local(pending, workers))
+    check_scheduler(scheduler)
+    runner = runner or (lambda pending: run_jobs(build_shard, pending, scheduler, workers))
     total = sum(len(job.items) for job in jobs)
     start = time.perf_counter()
     done = stored_now = 0

@@ -36,6 +36,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds")  # safe to change on resume
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
@@ -138,8 +139,7 @@ class PosterDataset(Dataset):
         if self.augment is not None:
             self.augment.set_random_seed((self.seed * 100_003 + self.epoch) * 1_000_003 + item)
             image = self.augment(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(
-            self.labels[item].astype(np.float32))
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.labels[item])
 
 
 def _augmentation():
@@ -174,7 +174,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def prepare_data(config: TrainConfig, competition: Competition):
+def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "local"):
     """Labels, balancing plan and datasets for train and valid, read from ``public/`` only."""
     genres = competition.genres()
     frame = competition.train_table()
@@ -190,12 +190,12 @@ def prepare_data(config: TrainConfig, competition: Competition):
     valid_positions = store.positions(valid_frame["id"].iloc[plan.valid_rows])
     train_y, valid_y = train_labels[plan.train_rows], valid_labels[plan.valid_rows]
     if config.frozen:
-        cache = embed_for(config, store)
+        cache = embed_for(config, store, scheduler)
         train_x = torch.from_numpy(cache.features(train_positions))
         valid_x = torch.from_numpy(cache.features(valid_positions))
-        train_set = TensorDataset(train_x, torch.from_numpy(train_y.astype(np.float32)))
-        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y.astype(np.float32)))
-        mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+        train_set = TensorDataset(train_x, torch.from_numpy(train_y))
+        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
+        mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
         data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
                         "std": std.tolist()}
     else:
@@ -207,10 +207,11 @@ def prepare_data(config: TrainConfig, competition: Competition):
     return genres, plan, train_set, valid_set, data_options
 
 
-def embed_for(config: TrainConfig, store):
+def embed_for(config: TrainConfig, store, scheduler: str = "local"):
+    """The frozen backbone's embedding cache for every poster of the store (built if missing)."""
     from kit.embeddings import embed_store
     return embed_store(store, config.model, tuple(config.views), config.precision,
-                       pretrained=config.pretrained)
+                       pretrained=config.pretrained, scheduler=scheduler)
 
 
 def build_model(config: TrainConfig, num_classes: int, data_options: dict,
@@ -238,8 +239,8 @@ def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
 
 
 def to_batch(inputs: torch.Tensor) -> torch.Tensor:
-    """uint8 posters become floats in [0, 1]; embeddings pass through."""
-    return inputs.float().div_(255) if inputs.dtype == torch.uint8 else inputs
+    """uint8 posters become floats in [0, 1]; float16 embeddings become float32."""
+    return inputs.float().div_(255) if inputs.dtype == torch.uint8 else inputs.float()
 
 
 @torch.no_grad()
@@ -279,13 +280,18 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray
     return thresholds
 
 
+def _same(value):
+    """Compare settings across a checkpoint round trip (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name: str | None = None,
-          resume: bool = False) -> dict | None:
+          resume: bool = False, scheduler: str = "local") -> dict | None:
     """Train one run; returns its summary (None on torchrun ranks other than 0).
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json."""
     env = start_distributed()
@@ -296,10 +302,10 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
                        "or choose another --name")
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.world))
     seed_everything(config.seed)
-    genres, plan, train_set, valid_set, data_options = prepare_data(config, competition)
+    genres, plan, train_set, valid_set, data_options = prepare_data(config, competition, scheduler)
     model = build_model(config, len(genres), data_options)
     init_output_bias(model, (train_set.tensors[1].numpy() if config.frozen
-                             else train_set.labels).mean(0))
+                             else train_set.labels).mean(0, dtype=np.float64))
     criterion = make_loss(config.loss, plan.pos_weight)
     if config.optimizer not in OPTIMIZERS:
         raise KitError(f"unknown optimizer {config.optimizer!r}; choose one of "
@@ -310,6 +316,12 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
     state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
     if resume and (run_dir / "last.pt").exists():
         checkpoint = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        changed = {k: (v, asdict(config)[k]) for k, v in checkpoint["config"].items()
+                   if k not in RESUMABLE_CHANGES and _same(v) != _same(asdict(config)[k])}
+        if changed:
+            raise KitError(f"run {run_name!r} was trained with other settings; resuming would mix "
+                           "them (" + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
+                                                changed.items()) + "); use another --name")
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         state = checkpoint["state"]
@@ -321,8 +333,7 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
                               num_workers=config.workers, persistent_workers=config.workers > 0)
     valid_loader = DataLoader(valid_set, batch_size=max(64, config.batch_size),
                               num_workers=config.workers)
-    valid_labels = valid_set.tensors[1].numpy().astype(np.uint8) if config.frozen \
-        else valid_set.labels
+    valid_labels = valid_set.tensors[1].numpy() if config.frozen else valid_set.labels
     payload = {"config": asdict(config), "genres": genres, "competition": competition.name,
                "data_options": data_options, "run": run_name}
     if env.main:
@@ -379,7 +390,7 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     with progress(transient=True) as bar:
         task = bar.add_task(description, total=len(loader), rate="")
         for inputs, targets in loader:
-            loss = criterion(network(to_batch(inputs)), targets)
+            loss = criterion(network(to_batch(inputs)), targets.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

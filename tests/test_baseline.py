@@ -6,7 +6,7 @@ from tests.conftest import run_cli
 
 def test_every_shipped_baseline_is_a_valid_config():
     from kit.training import TrainConfig
-    for name in ("lenet", "lenet-min-per-genre", "lite0-frozen"):
+    for name in ("lenet", "lenet-min-per-genre", "lite0-frozen", "lite2-frozen"):
         TrainConfig.from_file(baseline_file(name))
 
 

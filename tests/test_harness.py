@@ -112,13 +112,13 @@ def test_invalid_submission_exits_2_with_every_problem(competition, tmp_path, ca
 
 
 def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_path):
-    from eval.leaderboard import build_leaderboard
+    from eval.leaderboard import build_leaderboard, submissions_in
     folder = tmp_path / "subs"
     folder.mkdir()
     answers_as_submission(key, folder / "perfect.csv")
     (folder / "prior.csv").write_bytes((competition.public / "sample_submission.csv").read_bytes())
     (folder / "<img src=x onerror=alert(1)>.csv").write_text("id,Drama\n1,0.5\n")
-    board = build_leaderboard(folder, key, tmp_path / "board", resamples=20)
+    board = build_leaderboard(submissions_in(folder), key, tmp_path / "board", resamples=20)
     assert board["entries"][0]["name"] == "perfect.csv"
     assert [bad["name"] for bad in board["invalid"]] == ["<img src=x onerror=alert(1)>.csv"]
     names = [e["name"] for e in board["entries"]]

@@ -3,7 +3,8 @@ import pytest
 
 from kit.imaging import decode_poster
 from kit.ingest import build_catalogue, find_source
-from kit.store import Store, build_shard, build_store, run_local
+from kit.scheduler import run_jobs
+from kit.store import Store, build_shard, build_store
 from tests.conftest import jpeg_bytes
 
 
@@ -26,11 +27,11 @@ def test_store_holds_exactly_the_decoded_posters(synthetic_dir, tmp_path):
 
 def test_rerun_skips_unchanged_and_restores_changed_posters(letterboxd_dir, tmp_path):
     films = catalogue(letterboxd_dir)
-    build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
-    again = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    build_store(films, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
+    again = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
     assert again["skipped_unchanged"] == 3 and again["newly_stored"] == 0
     (letterboxd_dir / "posters" / "1000001.jpg").write_bytes(jpeg_bytes((0, 0, 250)))
-    changed = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    changed = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
     assert changed["newly_stored"] == 1
     store = Store(tmp_path)
     blue = store[int(store.positions(["1000001"])[0])]
@@ -39,10 +40,11 @@ def test_rerun_skips_unchanged_and_restores_changed_posters(letterboxd_dir, tmp_
 
 def test_interrupted_run_resumes_to_the_same_store(synthetic_dir, tmp_path):
     films = catalogue(synthetic_dir)
-    build_store(films, synthetic_dir, tmp_path / "whole", size=(30, 20), shard_size=40, workers=1)
+    build_store(films, synthetic_dir, tmp_path / "whole", size=(30, 20), shard_size=40,
+                scheduler="processes")
 
     def dies_after_two_shards(jobs):
-        for number, sidecar in enumerate(run_local(jobs, 1)):
+        for number, sidecar in enumerate(run_jobs(build_shard, jobs, "inline")):
             yield sidecar
             if number == 1:
                 raise KeyboardInterrupt
@@ -53,7 +55,7 @@ def test_interrupted_run_resumes_to_the_same_store(synthetic_dir, tmp_path):
     (tmp_path / "resumed" / "shard-000099.npy").write_bytes(b"garbage")
     (tmp_path / "resumed" / ".shard-000100.npy.123.tmp").write_bytes(b"garbage")
     result = build_store(films, synthetic_dir, tmp_path / "resumed", size=(30, 20),
-                         shard_size=40, workers=1)
+                         shard_size=40, scheduler="inline")
     assert result["skipped_unchanged"] == 80 and result["newly_stored"] == 160
     assert not (tmp_path / "resumed" / "shard-000099.npy").exists()
     whole, resumed = Store(tmp_path / "whole"), Store(tmp_path / "resumed")
@@ -67,7 +69,7 @@ def test_bad_files_are_listed_with_their_reason_and_good_ones_kept(letterboxd_di
     (posters / "tt0086567.jpg").write_bytes(b"")
     (posters / "tt0086383.jpg").write_bytes(b"<html>not an image</html>")
     good = catalogue(letterboxd_dir)
-    result = build_store(good, letterboxd_dir, tmp_path, size=(20, 10), workers=1)
+    result = build_store(good, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
     assert result["stored"] == 1
     assert {r: [f["id"] for f in v] for r, v in result["failed"].items()} == {
         "empty": ["tt0086567"], "not-an-image": ["tt0086383"]}
@@ -78,7 +80,7 @@ def test_unreadable_file_is_listed(letterboxd_dir, tmp_path):
     (letterboxd_dir / "posters" / "1000001.jpg").unlink()
     (letterboxd_dir / "posters" / "1000001.jpg").mkdir()
     result = build_store(catalogue(letterboxd_dir), letterboxd_dir, tmp_path, size=(20, 10),
-                         workers=1)
+                         scheduler="inline")
     assert [f["id"] for f in result["failed"]["unreadable"]] == ["1000001"]
 
 

@@ -55,6 +55,13 @@ def test_resumed_run_equals_an_uninterrupted_one(workdir, monkeypatch):
         resumed["state"]["history"][-1]["valid_loss"]
 
 
+def test_resuming_with_other_settings_is_refused(workdir):
+    train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "settings")
+    with pytest.raises(KitError, match="other settings.*lr: 0.001 -> 0.01"):
+        train(TrainConfig(**{**TINY, "epochs": 1, "lr": 0.01}), Workdir(workdir), "settings",
+              resume=True)
+
+
 def test_same_seed_same_weights(workdir):
     for name in ("seed-a", "seed-b"):
         train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), name)
@@ -131,7 +138,7 @@ def test_frozen_backbone_head_and_resumable_embedding_cache(workdir):
     cache = embed_store(store, "efficientnet_lite0", ("full", "top"))
     before = cache.features(np.arange(len(store)))
     assert before.shape == (len(store), 2 * 1280)
-    first = sorted(cache.dir.glob("emb-*.npy"))[0]
+    first = sorted(cache.dirs[1].glob("emb-*.npy"))[0]
     first.unlink()
     first.with_suffix(".json").unlink()
     again = embed_store(store, "efficientnet_lite0", ("full", "top")).features(

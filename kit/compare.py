@@ -1,0 +1,77 @@
+"""`kit compare`: the report's question in one command.
+
+One model per balancing strategy under the same split, seed and budget; each scored twice on the
+natural test distribution (decisions at 0.5, and at per-genre thresholds tuned on valid); one
+comparison report (Markdown, HTML, PNG) with the balancing audit of every strategy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit import balancing
+from kit.console import console
+from kit.errors import KitError
+from kit.labels import encode
+from kit.predict import predict
+from kit.splits import Competition
+from kit.training import TrainConfig, train
+from kit.workdir import Workdir
+
+# name -> settings applied on top of the base configuration
+STRATEGIES = {
+    "none": {"balance": "none"},
+    "min-per-genre": {"balance": "min-per-genre"},
+    "class-weight": {"balance": "class-weight"},
+    "sampler": {"balance": "sampler"},
+    "asymmetric-loss": {"balance": "none", "loss": "asl"},
+}
+
+
+def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = None,
+            competition: str | None = None, submissions: str = "submissions",
+            prefix: str = "compare", resamples: int = 1000) -> dict:
+    """Train, predict and score every strategy; write the comparison report."""
+    from eval.answers import load_answers
+    from eval.leaderboard import build_leaderboard
+
+    chosen = strategies or list(STRATEGIES)
+    unknown = [s for s in chosen if s not in STRATEGIES]
+    if unknown:
+        raise KitError(f"unknown strategies {', '.join(unknown)}; choose from "
+                       f"{', '.join(STRATEGIES)}")
+    contest = Competition.find(workdir, competition)
+    out = workdir.root / "compare" / contest.name
+    frame = contest.train_table()
+    genres = contest.genres()
+    train_labels = encode(frame.loc[frame["part"] == "train", "genres"], genres)
+    valid_labels = encode(frame.loc[frame["part"] == "valid", "genres"], genres)
+    if base.min_count is None and base.target_size is None:
+        base = base.updated({"target_size": len(train_labels) // 2})
+    paths, audits, runs = [], {}, {}
+    for strategy in chosen:
+        config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True})
+        run = f"{prefix}-{strategy}-{contest.name}"
+        console.rule(f"strategy {strategy}")
+        runs[strategy] = train(config, workdir, run, contest.name, resume=True)
+        for variant, raw in (("tuned", False), ("at-0.5", True)):
+            paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
+                                      raw=raw)["submission"]))
+        plan = balancing.plan(config.balance, train_labels, valid_labels, config.seed,
+                              min_count=config.min_count, target_size=config.target_size,
+                              weight_cap=config.weight_cap, genres=genres)
+        report = balancing.audit(config.balance if strategy != "asymmetric-loss" else strategy,
+                                 train_labels, genres, plan, out / "audits", config.seed)
+        audits[f"audit {strategy}: films per genre"] = Path(report["figures"][0])
+        audits[f"audit {strategy}: genres per film"] = Path(report["figures"][1])
+    key = load_answers(contest.folder / "private" / "answers.csv")
+    board = build_leaderboard(paths, key, out, resamples=resamples,
+                              title="Balancing strategies compared", extra_figures=audits)
+    rows = [e for e in board["entries"] if not e["reference"]]
+    return {"competition": contest.name, "strategies": chosen, "report": str(out / "leaderboard.md"),
+            "html": str(out / "leaderboard.html"),
+            "best": rows[0]["name"] if rows else None,
+            "results": {e["name"]: {"f1_micro": e["public"]["f1_micro"],
+                                    "f1_macro": e["public"]["f1_macro"],
+                                    "f1_micro_interval": e["public"]["f1_micro_interval"],
+                                    "f1_macro_interval": e["public"]["f1_macro_interval"]}
+                        for e in board["entries"]}}

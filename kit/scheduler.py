@@ -1,0 +1,67 @@
+"""Where shard jobs run: a local process pool, or Dask (a LocalCluster, or an existing cluster).
+
+Shards are the unit of work and of failure. A shard job writes its outputs under temporary names
+and commits them by renaming, so it can be re-run safely: when a Dask worker dies, the scheduler
+retries its shard elsewhere and the result is the same bytes as a single-process run.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+from kit.errors import KitError
+
+SCHEDULERS = ("local", "processes", "inline")   # or tcp://host:port
+TASK_RETRIES = 3
+
+
+def check_scheduler(scheduler: str) -> str:
+    if scheduler in SCHEDULERS or scheduler.startswith("tcp://"):
+        return scheduler
+    raise KitError(f"unknown --scheduler {scheduler!r}; use local (a Dask LocalCluster), "
+                   "processes (a plain process pool), inline, or tcp://host:port")
+
+
+@contextmanager
+def dask_client(scheduler: str, workers: int | None) -> Iterator:
+    """A Dask client: on a new LocalCluster for 'local', else connected to ``scheduler``."""
+    from dask.distributed import Client, LocalCluster
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as error:
+        raise KitError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+    with client:
+        yield client
+
+
+def run_jobs(function: Callable, jobs: list, scheduler: str = "local",
+             workers: int | None = None) -> Iterable:
+    """Yield ``function(job)`` for every job as it completes, on the chosen scheduler."""
+    check_scheduler(scheduler)
+    if not jobs:
+        return
+    if scheduler == "inline" or (scheduler == "processes" and (workers or 2) <= 1):
+        yield from map(function, jobs)
+        return
+    if scheduler == "processes":
+        with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            futures = [pool.submit(function, job) for job in jobs]
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    from dask.distributed import as_completed as dask_completed
+    with dask_client(scheduler, workers) as client:
+        futures = client.map(function, jobs, pure=False, retries=TASK_RETRIES)
+        for future in dask_completed(futures):
+            yield future.result()

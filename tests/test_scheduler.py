@@ -1,0 +1,73 @@
+"""Shards on a real Dask LocalCluster of two worker processes, one of them killed mid-run."""
+import os
+import signal
+import sys
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from kit.errors import KitError
+from kit.ingest import build_catalogue, find_source
+from kit.scheduler import check_scheduler, run_jobs
+from kit.store import Store, build_shard, build_store
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])   # ship the test's job to workers
+
+
+def same_store(first: Path, second: Path) -> None:
+    a, b = Store(first), Store(second)
+    assert list(a.index["id"]) == list(b.index["id"])
+    assert list(a.index["checksum"]) == list(b.index["checksum"])
+    for position in range(len(a)):
+        np.testing.assert_array_equal(a[position], b[position])
+
+
+def test_local_cluster_builds_the_same_store_as_one_process(synthetic_dir, tmp_path):
+    films = build_catalogue(find_source(synthetic_dir)).films
+    build_store(films, synthetic_dir, tmp_path / "inline", size=(30, 20), shard_size=30,
+                scheduler="inline")
+    result = build_store(films, synthetic_dir, tmp_path / "dask", size=(30, 20), shard_size=30,
+                         scheduler="local", workers=2)
+    assert result["stored"] == 240
+    same_store(tmp_path / "inline", tmp_path / "dask")
+
+
+def dies_once(job, marker_dir):
+    """Build a shard, except that the first attempt at shard 2 kills its worker process."""
+    marker = Path(marker_dir) / f"killed-{job.shard}"
+    if job.shard == 2 and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return build_shard(job)
+
+
+def test_a_killed_worker_loses_only_its_shard_which_is_retried(synthetic_dir, tmp_path):
+    from functools import partial
+    films = build_catalogue(find_source(synthetic_dir)).films
+    build_store(films, synthetic_dir, tmp_path / "inline", size=(30, 20), shard_size=30,
+                scheduler="inline")
+    job = partial(dies_once, marker_dir=str(tmp_path))
+    result = build_store(films, synthetic_dir, tmp_path / "dask", size=(30, 20), shard_size=30,
+                         runner=lambda jobs: run_jobs(job, jobs, "local", 2))
+    assert (tmp_path / "killed-2").exists() and result["stored"] == 240
+    same_store(tmp_path / "inline", tmp_path / "dask")
+
+
+def test_embeddings_on_the_cluster_equal_the_single_process_ones(competition):
+    from kit.embeddings import embed_store
+    store = competition.store()
+    inline = embed_store(store, "efficientnet_lite0", ("middle",), "fp32", scheduler="inline")
+    expected = inline.features(np.arange(len(store)))
+    for path in inline.dirs[0].glob("emb-*"):
+        path.unlink()
+    cluster = embed_store(store, "efficientnet_lite0", ("middle",), "fp32", scheduler="local",
+                          workers=2)
+    np.testing.assert_allclose(cluster.features(np.arange(len(store))), expected, atol=1e-3)
+
+
+def test_bad_scheduler_is_a_clear_error():
+    check_scheduler("tcp://10.0.0.1:8786")
+    with pytest.raises(KitError, match="unknown --scheduler 'yarn'"):
+        check_scheduler("yarn")
