@@ -70,7 +70,7 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
     board = {"title": title, "competition": key.competition.name, "metric": metric,
              "private_shown": show_private,
              "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
-             "figures": {k: str(v) for k, v in figures.items()}}
+             "figures": {k: os.path.relpath(v, out) for k, v in figures.items()}}
     write_json(out / "leaderboard.json", board)
     write_text(out / "leaderboard.md", _markdown(board, figures, out))
     write_text(out / "leaderboard.html", _html(board, figures))

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from kit.console import track
 from kit.errors import KitError
-from kit.files import write_csv
+from kit.files import atomic_path, write_csv
 
 GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family",
           "Fantasy", "History", "Horror", "Music", "Mystery", "Romance", "Science Fiction",
@@ -171,7 +171,8 @@ def _make_film(args: tuple[int, int, str]) -> tuple[int, list[str], str, int]:
     rng = np.random.default_rng([seed, index])
     film_id = FIRST_ID + index
     genres = draw_labels(rng)
-    render_poster(genres, rng).save(os.path.join(poster_dir, f"{film_id}.jpg"), quality=88)
+    with atomic_path(os.path.join(poster_dir, f"{film_id}.jpg")) as tmp:
+        render_poster(genres, rng).save(tmp, format="JPEG", quality=88)
     title = " ".join(WORDS[i] for i in rng.choice(len(WORDS), size=int(rng.integers(1, 4)),
                                                    replace=False)).title()
     return film_id, genres, title, int(rng.integers(1950, 2025))

@@ -441,6 +441,8 @@ def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, v
                "run_dir": str(run_dir)}
     best["thresholds"] = thresholds.tolist()
     save_checkpoint(run_dir / "best.pt", best)
+    if state["history"]:
+        write_log(run_dir, state["history"])
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
     write_json(run_dir / "summary.json", summary)
     if state["history"]:

@@ -1,0 +1,314 @@
+"""`make bench`: the kit's cost curve, measured side by side in one run.
+
+Each measurement runs in its own process, so its peak memory (max RSS) is its own. Prints a table
+and writes bench/results.json. Uses ../shared/data/posters-real when present for the real-poster
+measurements (else synthetic posters). Not a test: nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "posters-real"
+RESULTS = ROOT / "bench" / "results.json"
+FULL_LETTERBOXD = 900_000
+
+
+def measure(*argv: str) -> dict:
+    """Run one measurement (`python bench/run.py measure ...`) in a fresh process."""
+    process = subprocess.Popen([sys.executable, __file__, "measure", *argv],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"measurement {argv} failed")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+# --- measurements, each run in its own process -------------------------------------------------
+
+def preprocess(source: str, out: str, scheduler: str) -> dict:
+    from kit.ingest import build_catalogue, find_source
+    from kit.store import build_store
+    films = build_catalogue(find_source(source)).films
+    started = time.perf_counter()
+    result = build_store(films, source, out, scheduler=scheduler)
+    seconds = time.perf_counter() - started
+    return {"posters": result["stored"], "seconds": round(seconds, 2),
+            "posters_per_second": round(result["stored"] / seconds, 1)}
+
+
+def naive_preprocess(source: str) -> dict:
+    """The report's way: open, convert and resize each poster with PIL, one at a time."""
+    import numpy as np
+    from PIL import Image
+    from kit.ingest import build_catalogue, find_source
+    films = build_catalogue(find_source(source)).films
+    started = time.perf_counter()
+    for poster in films["poster"]:
+        image = Image.open(Path(source) / poster).convert("RGB").resize((230, 345))
+        np.asarray(image)
+    seconds = time.perf_counter() - started
+    return {"posters": len(films), "seconds": round(seconds, 2),
+            "posters_per_second": round(len(films) / seconds, 1)}
+
+
+def lenet_throughput(workdir: str, mode: str, steps: int = 40) -> dict:
+    """LeNet training images/s reading the uint8 store, or decoding each JPEG every time."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from kit.models import create_model
+    from kit.splits import Competition
+    from kit.training import PosterDataset, to_batch
+    from kit.workdir import Workdir
+    competition = Competition.find(Workdir(workdir))
+    store = competition.store()
+    positions = np.arange(min(len(store), 16 * steps))
+    labels = np.zeros((len(positions), len(competition.genres())), np.uint8)
+    source = Path(json.loads((Path(workdir) / "datasets").joinpath(
+        store.dir.parent.name, "prepare.json").read_text())["source"])
+
+    class DecodingDataset(Dataset):
+        def __len__(self):
+            return len(positions)
+
+        def __getitem__(self, item):
+            path = source / store.index["source"].iloc[int(positions[item])]
+            image = Image.open(path).convert("RGB").resize((230, 345))
+            pixels = np.asarray(image).transpose(2, 0, 1).copy()
+            return torch.from_numpy(pixels), torch.from_numpy(labels[item])
+    dataset = PosterDataset(store, positions, labels) if mode == "store" else DecodingDataset()
+    model = create_model("lenet", labels.shape[1])
+    optimizer = torch.optim.Adam(model.parameters())
+    criterion = torch.nn.BCEWithLogitsLoss()
+    loader = DataLoader(dataset, batch_size=16, shuffle=True)
+    count, started = 0, None
+    for step, (inputs, targets) in enumerate(loader):
+        if step == 3:
+            started, count = time.perf_counter(), 0
+        loss = criterion(model(to_batch(inputs)), targets.float())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        count += len(inputs)
+    return {"images_per_second": round(count / (time.perf_counter() - started), 1)}
+
+
+def embedding_throughput(backbone: str, precision: str, images: int = 128) -> dict:
+    import numpy as np
+    from kit.embeddings import Embedder
+    embedder = Embedder(backbone, "full", precision)
+    batch = np.random.default_rng(0).integers(0, 255, (32, 3, 345, 230), dtype=np.uint8)
+    embedder(batch[:8])
+    started = time.perf_counter()
+    for _ in range(images // 32):
+        embedder(batch)
+    return {"images_per_second": round(images / (time.perf_counter() - started), 1)}
+
+
+def pretrained_vs_random(workdir: str) -> dict:
+    """Frozen-feature heads on real posters: ImageNet weights against random ones."""
+    from eval.answers import load_answers
+    from eval.scoring import score_submission
+    from kit.predict import predict
+    from kit.splits import Competition
+    from kit.training import TrainConfig, train
+    from kit.workdir import Workdir
+    wd = Workdir(workdir)
+    key = load_answers(Competition.find(wd).folder / "private" / "answers.csv")
+    out = {}
+    for label, model in (("imagenet", "efficientnet_lite0"), ("random", "timm:tf_efficientnet_lite0")):
+        config = TrainConfig(model=model, frozen=True, optimizer="adamw", lr=1e-3, batch_size=64,
+                             epochs=40, patience=8, dropout=0.2, weight_decay=1e-4)
+        train(config, wd, f"bench-{label}", resume=True, scheduler="inline")
+        path = predict(wd, f"bench-{label}", Path(workdir) / "bench-subs")["submission"]
+        public = score_submission(path, key, resamples=200)["public"]
+        out[label] = {"f1_micro": round(public["f1_micro"], 4),
+                      "f1_macro": round(public["f1_macro"], 4),
+                      "f1_macro_interval": [round(v, 4) for v in public["f1_macro_interval"]]}
+    return out
+
+
+def make_answer_key(folder: str, films: int) -> None:
+    """A competition folder with ``films`` test films and no posters (for scoring only)."""
+    import numpy as np
+    import pandas as pd
+    from kit.synth import GENRES
+    rng = np.random.default_rng(0)
+    folder = Path(folder)
+    (folder / "public").mkdir(parents=True, exist_ok=True)
+    (folder / "private").mkdir(parents=True, exist_ok=True)
+    labels = rng.random((films, len(GENRES))) < 0.12
+    genres = ["|".join(g for g, on in zip(GENRES, row) if on) or "Drama" for row in labels]
+    ids = [str(1_000_000 + i) for i in range(films)]
+    usage = np.where(rng.random(films) < 0.5, "Public", "Private")
+    pd.DataFrame({"id": ids, "genres": genres, "usage": usage}).to_csv(
+        folder / "private" / "answers.csv", index=False)
+    (folder / "public" / "genres.txt").write_text("\n".join(GENRES) + "\n")
+    pd.DataFrame({"id": ids[:100], "genres": genres[:100], "part": "train"}).to_csv(
+        folder / "public" / "train.csv", index=False)
+    frame = pd.DataFrame(rng.random((films, len(GENRES))).round(4), columns=GENRES)
+    frame.insert(0, "id", ids)
+    frame.to_csv(folder / "submission.csv", index=False)
+
+
+def score_time(folder: str) -> dict:
+    from eval.answers import load_answers
+    from eval.scoring import score_submission
+    started = time.perf_counter()
+    key = load_answers(Path(folder) / "private" / "answers.csv")
+    score_submission(Path(folder) / "submission.csv", key)
+    return {"seconds": round(time.perf_counter() - started, 2)}
+
+
+def naive_score_time(folder: str) -> dict:
+    """A per-row Python loop parser: the csv module, a dict per row, float() per cell."""
+    import csv
+    from sklearn.metrics import f1_score
+    started = time.perf_counter()
+    with open(Path(folder) / "private" / "answers.csv") as handle:
+        answers = {row["id"]: set(row["genres"].split("|")) for row in csv.DictReader(handle)}
+    genres = (Path(folder) / "public" / "genres.txt").read_text().split("\n")[:-1]
+    truth, predicted = [], []
+    with open(Path(folder) / "submission.csv") as handle:
+        for row in csv.DictReader(handle):
+            values = [float(row[g]) for g in genres]
+            if any(not 0 <= v <= 1 for v in values):
+                raise ValueError(row["id"])
+            truth.append([g in answers[row["id"]] for g in genres])
+            predicted.append([v >= 0.5 for v in values])
+    f1_score(truth, predicted, average="macro", zero_division=0)
+    return {"seconds": round(time.perf_counter() - started, 2)}
+
+
+MEASUREMENTS = {"preprocess": preprocess, "naive_preprocess": naive_preprocess,
+                "lenet": lenet_throughput, "embedding": embedding_throughput,
+                "pretrained": pretrained_vs_random, "make_key": make_answer_key,
+                "score": score_time, "naive_score": naive_score_time}
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+# --- the suite ----------------------------------------------------------------------------------
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "measure":
+        name, args = sys.argv[2], sys.argv[3:]
+        result = MEASUREMENTS[name](*[int(a) if a.isdigit() else a for a in args])
+        print(json.dumps(result if result is not None else {}))
+        return
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default="work/bench")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument("--score-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    work = Path(args.workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": {"cores": os.cpu_count()}}
+
+    print("preprocessing throughput and peak memory")
+    results["preprocessing"] = []
+    for n in args.sizes:
+        data = work / f"synthetic-{n}"
+        if not (data / "genres.csv").exists():
+            subprocess.run([sys.executable, "-m", "kit", "synth", "--out", str(data), "--n",
+                            str(n)], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+        row = {"posters": n}
+        for scheduler in ("inline", "local"):
+            store = work / f"store-{n}-{scheduler}"
+            subprocess.run(["rm", "-rf", str(store)], check=True)
+            row[scheduler] = measure("preprocess", str(data), str(store), scheduler)
+        row["naive_pil"] = measure("naive_preprocess", str(data))
+        row["store_mb_per_1000"] = round(folder_mb(work / f"store-{n}-inline") / n * 1000, 1)
+        results["preprocessing"].append(row)
+        print(f"  {n:>6} posters: single process {row['inline']['posters_per_second']}/s "
+              f"({row['inline']['peak_rss_mb']} MB), Dask local "
+              f"{row['local']['posters_per_second']}/s ({row['local']['peak_rss_mb']} MB), naive "
+              f"PIL {row['naive_pil']['posters_per_second']}/s ({row['naive_pil']['peak_rss_mb']} MB)")
+
+    real = REAL if (REAL / "genres.csv").exists() else work / f"synthetic-{args.sizes[0]}"
+    print(f"real-poster measurements on {real}")
+    real_work = work / "real"
+    subprocess.run([sys.executable, "-m", "kit", "prepare", str(real), "--workdir",
+                    str(real_work), "--name", "real"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "kit", "split", "--workdir", str(real_work)],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    row = {"source": str(real)}
+    for scheduler in ("inline", "local"):
+        store = work / f"store-real-{scheduler}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        row[scheduler] = measure("preprocess", str(real), str(store), scheduler)
+    row["naive_pil"] = measure("naive_preprocess", str(real))
+    results["preprocessing_real"] = row
+    print(f"  single process {row['inline']['posters_per_second']}/s, Dask local "
+          f"{row['local']['posters_per_second']}/s, naive PIL {row['naive_pil']['posters_per_second']}/s")
+
+    store_rate = measure("lenet", str(real_work), "store")["images_per_second"]
+    decode_rate = measure("lenet", str(real_work), "decode")["images_per_second"]
+    results["lenet_training"] = {"from_store": store_rate, "decode_every_epoch": decode_rate,
+                                 "speedup": round(store_rate / decode_rate, 2)}
+    print(f"LeNet training: {store_rate} img/s from the store, {decode_rate} img/s decoding "
+          f"every epoch ({results['lenet_training']['speedup']}x)")
+
+    results["embedding"] = {}
+    for backbone in ("efficientnet_lite0", "efficientnet_lite2"):
+        for precision in ("bf16", "fp32"):
+            rate = measure("embedding", backbone, precision)["images_per_second"]
+            results["embedding"][f"{backbone}-{precision}"] = rate
+            print(f"embedding {backbone} {precision}: {rate} img/s per view")
+
+    results["pretrained_vs_random"] = measure("pretrained", str(real_work))
+    print(f"frozen features, public test: {results['pretrained_vs_random']}")
+
+    results["scoring"] = []
+    for rows in args.score_rows:
+        folder = work / f"score-{rows}"
+        if not (folder / "submission.csv").exists():
+            measure("make_key", str(folder), str(rows))
+        row = {"rows": rows, "kit": measure("score", str(folder)),
+               "naive_loop": measure("naive_score", str(folder))}
+        results["scoring"].append(row)
+        print(f"scoring {rows:>9} rows: harness {row['kit']['seconds']} s "
+              f"({row['kit']['peak_rss_mb']} MB), naive loop {row['naive_loop']['seconds']} s "
+              f"({row['naive_loop']['peak_rss_mb']} MB)")
+
+    largest = results["preprocessing"][-1]
+    store_per_1000 = largest["store_mb_per_1000"]
+    embed_dirs = list((work / "store-real-inline").parent.glob("real/datasets/real/store-*/embeddings/*"))
+    embed_per_1000 = round(sum(folder_mb(d) for d in embed_dirs[:1]) /
+                           max(results["preprocessing_real"]["inline"]["posters"], 1) * 1000, 2)
+    single_rate = largest["inline"]["posters_per_second"]
+    cluster_rate = largest["local"]["posters_per_second"]
+    per_core = cluster_rate / (os.cpu_count() or 1)
+    lite0 = results["embedding"]["efficientnet_lite0-bf16"] / (os.cpu_count() or 1)
+    results["estimates_900k"] = {
+        "note": "estimates from the measured rates above, not measurements",
+        "store_gb": round(store_per_1000 * FULL_LETTERBOXD / 1000 / 1000, 1),
+        "embedding_cache_gb_per_view": round(embed_per_1000 * FULL_LETTERBOXD / 1000 / 1000, 2),
+        "preprocess_hours_this_machine": round(FULL_LETTERBOXD / cluster_rate / 3600, 2),
+        "preprocess_hours_16_workers": round(FULL_LETTERBOXD / (per_core * 16) / 3600, 2),
+        "embed_lite0_hours_this_machine": round(FULL_LETTERBOXD / (lite0 * (os.cpu_count() or 1))
+                                                / 3600, 2),
+        "embed_lite0_hours_16_workers": round(FULL_LETTERBOXD / (lite0 * 16) / 3600, 2),
+        "single_process_posters_per_second": single_rate,
+    }
+    print(f"estimates for {FULL_LETTERBOXD:,} films: {results['estimates_900k']}")
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
