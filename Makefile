@@ -32,5 +32,8 @@ compare: setup
 bench: setup
 	$(PY) bench/run.py --workdir $(WORKDIR)/bench
 
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_submission.py
+
 clean:
 	rm -rf $(WORKDIR)

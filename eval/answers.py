@@ -1,7 +1,7 @@
 """The answer key: the only code that reads a competition's ``private/`` folder."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ class AnswerKey:
     usage: np.ndarray             # (n,) str
     genres: list[str]
     prevalence: np.ndarray        # (G,) share of training films with each genre
+    _references: dict = field(default_factory=dict, repr=False)
 
     @property
     def closed(self) -> bool:
@@ -31,6 +32,17 @@ class AnswerKey:
 
     def part(self, usage: str) -> np.ndarray:
         return np.flatnonzero(self.usage == usage)
+
+    def references(self, usage: str) -> dict[str, dict]:
+        """Scores of the trivial predictors on one part (computed once per key and part)."""
+        if usage not in self._references:
+            from eval.metrics import reference_predictions, score
+            rows = self.part(usage)
+            truth = self.labels[rows]
+            self._references[usage] = {
+                name: score(truth, decided, self.genres)
+                for name, decided in reference_predictions(self.prevalence, len(rows)).items()}
+        return self._references[usage]
 
 
 def find_answers(workdir: Workdir, competition: str | None = None,

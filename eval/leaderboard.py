@@ -10,7 +10,7 @@ import numpy as np
 from rich.markup import escape as escape_markup
 
 from eval.answers import AnswerKey
-from eval.metrics import DEFAULT_RESAMPLES, reference_predictions, score
+from eval.metrics import DEFAULT_RESAMPLES
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
 from kit import plots
@@ -19,14 +19,6 @@ from kit.files import write_json, write_text
 
 LOWER_IS_BETTER = {"error_rate"}
 COLUMNS = ["f1_macro", "f1_micro", "f1_samples", "accuracy", "subset_accuracy", "ap_macro"]
-
-
-def reference_rows(key: AnswerKey, usage: str) -> dict[str, dict]:
-    """Scores of the trivial predictors on one part of the test set."""
-    rows = key.part(usage)
-    truth = key.labels[rows]
-    return {name: score(truth, decided, key.genres, scores) for name, (decided, scores)
-            in reference_predictions(key.prevalence, len(rows)).items()}
 
 
 def submissions_in(folder: str | Path) -> list[Path]:
@@ -57,7 +49,7 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
             invalid.append({"name": path.name, "problems": error.problems})
             continue
         entries.append({"name": path.name, "result": result})
-    for name, result in reference_rows(key, "Public").items():
+    for name, result in key.references("Public").items():
         entries.append({"name": f"(reference) {name}", "result": {"public": result},
                         "reference": True})
     sign = 1 if metric in LOWER_IS_BETTER else -1

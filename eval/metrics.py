@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (accuracy_score, average_precision_score, hamming_loss,
                              precision_recall_fscore_support, roc_auc_score)
@@ -27,9 +28,12 @@ def score(truth: np.ndarray, predicted: np.ndarray, genres: list[str],
     test set has no F1 to average); their false positives still count in micro averages.
     """
     present = scored_genres(truth)
+    dense_predicted = predicted
+    # scikit-learn converts multilabel indicators to CSR on every call; convert them once.
+    truth, predicted = csr_matrix(truth), csr_matrix(predicted)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        result = {"films": int(len(truth)),
+        result = {"films": int(truth.shape[0]),
                   "accuracy": 1.0 - hamming_loss(truth, predicted),
                   "error_rate": hamming_loss(truth, predicted),
                   "subset_accuracy": accuracy_score(truth, predicted)}
@@ -41,15 +45,16 @@ def score(truth: np.ndarray, predicted: np.ndarray, genres: list[str],
                            f"f1_{average}": f})
         p, r, f, support = precision_recall_fscore_support(truth, predicted, average=None,
                                                            zero_division=0)
+    predicted_counts = dense_predicted.sum(0)
     result["per_genre"] = [
         {"genre": g, "precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]),
-         "support": int(support[j]), "predicted": int(predicted[:, j].sum())}
+         "support": int(support[j]), "predicted": int(predicted_counts[j])}
         for j, g in enumerate(genres)]
     result["macro_genres"] = int(len(present))
-    result["predicted_genres_per_film"] = float(predicted.sum(1).mean())
-    result["true_genres_per_film"] = float(truth.sum(1).mean())
+    result["predicted_genres_per_film"] = float(dense_predicted.sum(1).mean())
+    result["true_genres_per_film"] = float(truth.sum() / max(truth.shape[0], 1))
     if scores is not None:
-        result.update(ranking_metrics(truth, scores, genres))
+        result.update(ranking_metrics(truth.toarray(), scores, genres))
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in result.items()}
 
 
@@ -134,13 +139,12 @@ def interval(values: np.ndarray) -> list[float]:
 
 
 def reference_predictions(prevalence: np.ndarray, films: int, seed: int = BOOTSTRAP_SEED
-                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Trivial predictors from the training prior: (decisions, scores) by name."""
+                          ) -> dict[str, np.ndarray]:
+    """Decisions of the trivial predictors built from the training prior, by name."""
     genres = len(prevalence)
-    prior_scores = np.tile(prevalence.astype(np.float32), (films, 1))
     random = np.random.default_rng(seed).random((films, genres)) < prevalence
     return {
-        "all-genres": (np.ones((films, genres), np.uint8), np.ones((films, genres), np.float32)),
-        "prior": ((prior_scores >= 0.5).astype(np.uint8), prior_scores),
-        "random-at-prevalence": (random.astype(np.uint8), random.astype(np.float32)),
+        "all-genres": np.ones((films, genres), np.uint8),
+        "prior": np.tile((prevalence >= 0.5).astype(np.uint8), (films, 1)),
+        "random-at-prevalence": random.astype(np.uint8),
     }

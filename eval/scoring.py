@@ -7,20 +7,20 @@ import numpy as np
 
 from eval.answers import USAGES, AnswerKey
 from eval.metrics import (DEFAULT_RESAMPLES, bootstrap_f1, decisions, interval,
-                          reference_predictions, resample_count, score)
+                          resample_count, score)
 from eval.submission import Submission, read_submission
 
 PRIMARY = ("f1_macro", "f1_micro")
 
 
-def score_part(key: AnswerKey, rows: np.ndarray, submission: Submission, threshold: float,
+def score_part(key: AnswerKey, usage: str, submission: Submission, threshold: float,
                resamples: int, against: Submission | None = None) -> dict:
     """Metrics, bootstrap intervals and reference rows for one part of the test set."""
+    rows = key.part(usage)
     truth = key.labels[rows]
     values = submission.values[rows]
     predicted = decisions(values, threshold)
     result = score(truth, predicted, key.genres, values if submission.has_scores else None)
-    references = reference_predictions(key.prevalence, len(rows))
     resamples = resample_count(len(rows), resamples)
     compared = [predicted] + ([decisions(against.values[rows], threshold)] if against else [])
     draws = bootstrap_f1(truth, compared, resamples) if resamples else None
@@ -34,9 +34,7 @@ def score_part(key: AnswerKey, rows: np.ndarray, submission: Submission, thresho
             metric: {"difference": result[f"f1_{metric}"] - other[f"f1_{metric}"],
                      "interval": interval(draws[0][metric] - draws[1][metric]) if draws else None}
             for metric in ("micro", "macro")}
-    result["references"] = {
-        name: score(truth, ref_decisions, key.genres, ref_scores)
-        for name, (ref_decisions, ref_scores) in references.items()}
+    result["references"] = key.references(usage)
     best = {m: max(r[m] for r in result["references"].values()) for m in PRIMARY}
     result["beats_references"] = all(result[m] > best[m] for m in PRIMARY)
     return result
@@ -73,9 +71,8 @@ def score_submission(path: str | Path, key: AnswerKey, threshold: float = 0.5,
     for usage in USAGES:
         if usage == "Private" and not show_private:
             continue
-        rows = key.part(usage)
-        if len(rows):
-            parts[usage.lower()] = score_part(key, rows, submission, threshold, resamples, other)
+        if len(key.part(usage)):
+            parts[usage.lower()] = score_part(key, usage, submission, threshold, resamples, other)
     return {"submission": str(path), "competition": key.competition.name,
             "kind": submission.kind, "threshold": threshold, "genres": key.genres,
             "private_shown": show_private, **parts}

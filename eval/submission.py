@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.console import read_chunks
+
 CHUNK_ROWS = 250_000
 SHOWN = 10
 LABEL_COLUMNS = ("genres", "labels", "genre")
@@ -98,8 +100,12 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
             raise SubmissionError(problems)
     reader = _Reader(test_ids, genres, id_column, others[0] if label_format else None)
     try:
-        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                             chunksize=chunk_rows, skipinitialspace=True)
+        # Genre columns parse as numbers where they are numbers; a column with anything else
+        # comes back as text, and the careful path names each bad cell.
+        text_columns = [id_column] + (others if label_format else [])
+        chunks = read_chunks(path, "reading the submission",
+                             dtype={c: str for c in text_columns}, keep_default_na=False,
+                             encoding="utf-8-sig", chunksize=chunk_rows, skipinitialspace=True)
         for chunk in chunks:
             reader.add(chunk)
     except pd.errors.ParserError as error:
@@ -159,9 +165,12 @@ class _Reader:
             self.values[positions] = self._parse_numbers(rows, numbers)
 
     def _parse_numbers(self, rows: pd.DataFrame, numbers: np.ndarray) -> np.ndarray:
+        fast = self._fast_numbers(rows)
+        if fast is not None:
+            return fast
         out = np.zeros((len(rows), len(self.genres)), dtype=np.float32)
         for j, genre in enumerate(self.genres):
-            text = rows[genre].str.strip()
+            text = rows[genre].astype(str).str.strip()
             value = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
             blank = (text == "").to_numpy()
             literal_nan = text.str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
@@ -176,6 +185,16 @@ class _Reader:
                     self._cell_problem(kind, where, int(mask.sum()))
             out[:, j] = np.where(np.isfinite(value), value, 0)
         return out
+
+    def _fast_numbers(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """The values when every cell is a plain number in [0, 1]; else None (the careful path
+        then names each problem)."""
+        if not all(pd.api.types.is_numeric_dtype(rows[g]) for g in self.genres):
+            return None
+        values = rows[self.genres].to_numpy(dtype=np.float64)
+        if not np.all((values >= 0) & (values <= 1)):     # also false for NaN
+            return None
+        return values.astype(np.float32)
 
     def _parse_labels(self, labels: pd.Series) -> np.ndarray:
         column = {g: j for j, g in enumerate(self.genres)}

@@ -41,6 +41,18 @@ def track(items: Iterable, total: int, description: str, unit: str = "items"):
             bar.update(task, advance=1, rate=f"{done / elapsed:,.1f} {unit}/s" if elapsed else "")
 
 
+def read_chunks(path, description: str, **read_csv_options):
+    """pandas ``read_csv`` chunks of ``path`` with a progress bar over the bytes read."""
+    import os
+    import pandas as pd
+    total = os.path.getsize(path)
+    with open(path, "rb") as handle, progress(transient=True) as bar:
+        task = bar.add_task(description, total=total, rate="")
+        for chunk in pd.read_csv(handle, **read_csv_options):
+            bar.update(task, completed=min(handle.tell(), total))
+            yield chunk
+
+
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
     """A rich table with the given header and rows (values formatted with ``format_value``)."""
     out = Table(title=title, title_justify="left")
@@ -62,5 +74,20 @@ def summary(title: str, data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
         return
-    console.print(table(title, ["item", "value"], ((k, v) for k, v in data.items()
-                                                   if not isinstance(v, (dict, list)))))
+    console.print(table(title, ["item", "value"], ((k, _inline(v)) for k, v in data.items()
+                                                   if _inline(v) is not None)))
+
+
+def _inline(value: Any) -> Any:
+    """Scalars as they are; small dicts and lists of scalars on one line; others left out."""
+    if isinstance(value, dict):
+        if not value or not all(isinstance(v, (int, float, str)) for v in value.values()):
+            return "-" if not value else None
+        text = ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        if not all(isinstance(v, (int, float, str)) for v in value):
+            return None
+        text = ", ".join(format_value(v) for v in value)
+    else:
+        return value
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -59,7 +59,9 @@ def decode_poster(data: bytes, size: tuple[int, int] = DEFAULT_SIZE,
             pixels = np.asarray(to_rgb(ImageOps.exif_transpose(image)))
     except PosterError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise PosterError("oversized", str(error)) from None
+    except UnidentifiedImageError as error:
         raise PosterError("not-an-image", str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise PosterError("truncated", str(error) or type(error).__name__) from None

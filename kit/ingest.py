@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kit.console import read_chunks
 from kit.errors import KitError
 
 LAYOUTS = ("letterboxd", "wide", "list")
@@ -150,8 +151,8 @@ def read_labels(source: Source, chunksize: int = DEFAULT_CHUNKSIZE
     notes: Counter = Counter()
     unsafe: set[str] = set()
     try:
-        chunks = pd.read_csv(source.labels, chunksize=chunksize, dtype=str, keep_default_na=False,
-                             encoding="utf-8-sig")
+        chunks = read_chunks(source.labels, "reading labels", chunksize=chunksize, dtype=str,
+                             keep_default_na=False, encoding="utf-8-sig")
         for chunk in chunks:
             id_column = _id_column(chunk.columns)
             ids = chunk[id_column].str.strip()

@@ -4,12 +4,23 @@ from __future__ import annotations
 import io
 import json
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from kit.synth import synthesize
+
+
+# Fuzzing budgets: thousands of generated files per CI run, far more under `make fuzz`.
+for _name, _examples in (("ci", 1500), ("fuzz", 20000)):
+    settings.register_profile(_name, max_examples=_examples, deadline=None,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                     HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def jpeg_bytes(colour=(200, 30, 30), size=(46, 69), mode="RGB", fmt="JPEG") -> bytes:

@@ -127,3 +127,24 @@ def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
     assert page.count("data:image/png;base64,") == 3
     assert "perfect.csv" in (tmp_path / "board" / "leaderboard.md").read_text()
+
+
+def test_leaderboard_shows_private_scores_only_when_asked_or_closed(key, competition, tmp_path):
+    from eval.answers import load_answers
+    from eval.leaderboard import build_leaderboard
+    path = tmp_path / "prior.csv"
+    path.write_bytes((competition.public / "sample_submission.csv").read_bytes())
+    hidden = build_leaderboard([path], key, tmp_path / "hidden", resamples=0)
+    assert not hidden["private_shown"] and all("private" not in e for e in hidden["entries"])
+    assert "Private part" not in (tmp_path / "hidden" / "leaderboard.md").read_text()
+    asked = build_leaderboard([path], key, tmp_path / "asked", resamples=0, reveal_private=True)
+    entry = lambda board: next(e for e in board["entries"] if e["name"] == "prior.csv")
+    assert "private" in entry(asked)
+    (competition.folder / "CLOSED").write_text("closed\n")
+    try:
+        closed = build_leaderboard([path], load_answers(competition.folder / "private" /
+                                                        "answers.csv"), tmp_path / "closed",
+                                   resamples=0)
+        assert closed["private_shown"] and "private" in entry(closed)
+    finally:
+        (competition.folder / "CLOSED").unlink()

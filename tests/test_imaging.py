@@ -83,6 +83,13 @@ def test_truncated_jpeg_is_refused():
     assert error.value.reason == "truncated"
 
 
+def test_pillows_own_bomb_guard_also_reads_as_oversized():
+    from tests.test_hostile_data import png_header_claiming
+    with pytest.raises(PosterError) as error:
+        decode_poster(png_header_claiming(20_000, 20_000))
+    assert error.value.reason == "oversized"
+
+
 def test_decompression_bomb_is_refused_before_decoding():
     data = encode(Image.new("L", (3000, 3000)), "PNG")
     with pytest.raises(PosterError) as error:
