@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 KILLS = 3
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}   # killed and whole runs compute alike
 
 
 def kit(*argv):
@@ -23,14 +24,14 @@ def kit(*argv):
 def killed_repeatedly(command, seed, kills=KILLS, earliest=0.3, latest=4.0):
     """Start ``command`` and SIGKILL it at random moments, ``kills`` times; then let it finish."""
     rng = random.Random(seed)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for _ in range(kills):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=env)
+                                   stderr=subprocess.DEVNULL, env=ONE_THREAD)
         time.sleep(rng.uniform(earliest, latest))
         process.send_signal(signal.SIGKILL)
         process.wait()
-    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    finished = subprocess.run(command, capture_output=True, text=True, env=ONE_THREAD,
+                              timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
 
 
@@ -42,7 +43,7 @@ def digest(folder: Path, pattern: str) -> dict:
 def test_preprocessing_survives_kill_9(synthetic_dir, tmp_path):
     common = ["--size", "115x77", "--shard-size", "16", "--scheduler", "inline", "--name", "s"]
     subprocess.run(kit("prepare", str(synthetic_dir), "--workdir", str(tmp_path / "a"), *common),
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=ONE_THREAD)
     killed_repeatedly(kit("prepare", str(synthetic_dir), "--workdir", str(tmp_path / "b"),
                           *common), seed=1, earliest=1.0, latest=3.0)
     store = "datasets/s/store-115x77"
@@ -59,7 +60,8 @@ def test_preprocessing_survives_kill_9(synthetic_dir, tmp_path):
 
 def test_training_survives_kill_9(workdir):
     common = ["--workdir", str(workdir), "--epochs", "4", "--batch-size", "16", "--resume"]
-    subprocess.run(kit("train", "--name", "whole", *common), check=True, capture_output=True)
+    subprocess.run(kit("train", "--name", "whole", *common), check=True, capture_output=True,
+                   env=ONE_THREAD)
     killed_repeatedly(kit("train", "--name", "killed", *common), seed=2, earliest=2.0,
                       latest=8.0)
     runs = Path(workdir) / "runs"
@@ -80,9 +82,33 @@ def test_leaderboard_writing_survives_kill_9(competition, tmp_path):
     answers = str(competition.folder / "private" / "answers.csv")
     command = [sys.executable, "-m", "eval", "leaderboard", str(folder), "--answers", answers,
                "--bootstrap", "50"]
-    subprocess.run([*command, "--out", str(tmp_path / "a")], check=True, capture_output=True)
+    subprocess.run([*command, "--out", str(tmp_path / "a")], check=True, capture_output=True,
+                   env=ONE_THREAD)
     killed_repeatedly([*command, "--out", str(tmp_path / "b")], seed=3, earliest=1.0,
                       latest=3.5)
     assert digest(tmp_path / "a", "*.md") == digest(tmp_path / "b", "*.md")
     assert digest(tmp_path / "a", "*.json") == digest(tmp_path / "b", "*.json")
     assert not list((tmp_path / "b").glob(".*.tmp"))
+
+
+def test_embedding_survives_kill_9(workdir, competition):
+    from kit.embeddings import embed_store
+    common = ["--workdir", str(workdir), "--model", "efficientnet_lite0", "--frozen",
+              "--views", "bottom", "--precision", "fp32", "--epochs", "2", "--resume",
+              "--scheduler", "inline"]
+    store = competition.store()
+    cache = store.dir / "embeddings" / "efficientnet_lite0-bottom-fp32"
+    killed_repeatedly(kit("train", "--name", "embed-killed", *common), seed=4, earliest=4.0,
+                      latest=9.0)
+    killed = embed_store(store, "efficientnet_lite0", ("bottom",), "fp32", scheduler="inline")
+    interrupted = killed.features(np.arange(len(store)))
+    for path in cache.glob("emb-*"):
+        path.unlink()
+    subprocess.run(kit("train", "--name", "embed-whole", *common), check=True,
+                   capture_output=True, env=ONE_THREAD)
+    whole = embed_store(store, "efficientnet_lite0", ("bottom",), "fp32", scheduler="inline")
+    np.testing.assert_array_equal(interrupted, whole.features(np.arange(len(store))))
+    runs = Path(workdir) / "runs"
+    a = torch.load(runs / "embed-killed" / "best.pt", weights_only=False)["model_state"]
+    b = torch.load(runs / "embed-whole" / "best.pt", weights_only=False)["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
