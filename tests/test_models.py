@@ -75,7 +75,12 @@ def test_local_checkpoint_loads_into_a_resized_model(tmp_path):
         create_model("timm:mobilenetv3_small_050", 5, pretrained=str(tmp_path / "nope.pth"))
 
 
-def test_hub_weights_fail_offline_with_a_clear_message(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(KitError, match="offline; pass --pretrained PATH"):
+@pytest.mark.parametrize("variable, value, reason", [
+    ("HF_HUB_OFFLINE", "1", "HF_HUB_OFFLINE is set"),
+    ("HF_ENDPOINT", "https://hub.invalid", "hub.invalid unreachable"),
+])
+def test_hub_weights_fail_offline_with_a_clear_message(monkeypatch, variable, value, reason):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(KitError, match=f"{reason}.*offline; pass --pretrained PATH"):
         create_model("timm:mobilenetv3_small_050", 5, hub=True)

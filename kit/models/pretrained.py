@@ -8,7 +8,10 @@ that variant, not ``efficientnet_lite{N}``, gives confident ImageNet predictions
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -119,13 +122,30 @@ def timm_network(name: str, num_classes: int, pretrained: str | None = None, hub
     if pretrained:
         load_weights(network, read_checkpoint(pretrained))
     elif hub:
+        offline = ("could not download weights for {name} ({why}): this machine may be offline; "
+                   "pass --pretrained PATH to a local checkpoint, or use an efficientnet_lite "
+                   "preset")
+        unreachable = hub_unreachable()
+        if unreachable:
+            raise KitError(offline.format(name=name, why=unreachable))
         try:
             network = timm.create_model(name, pretrained=True, **options)
         except Exception as error:  # network errors come in many types
-            raise KitError(f"could not download weights for {name} ({type(error).__name__}): "
-                           "this machine may be offline; pass --pretrained PATH to a local "
-                           "checkpoint, or use an efficientnet_lite preset") from None
+            raise KitError(offline.format(name=name, why=type(error).__name__)) from None
     return network
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached, or None; answers in seconds, where the hub
+    client would retry for about a minute before giving up."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout).close()
+    except OSError as error:
+        return f"{endpoint.hostname} unreachable: {error.strerror or error}"
+    return None
 
 
 def timm_classifier(name: str, num_classes: int, pretrained: str | None = None,
