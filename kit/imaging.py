@@ -34,7 +34,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode_poster(data: bytes, size: tuple[int, int] = DEFAULT_SIZE,
@@ -56,7 +56,9 @@ def decode_poster(data: bytes, size: tuple[int, int] = DEFAULT_SIZE,
             # JPEG: let libjpeg decode at a reduced scale when the poster is much larger
             # (square request: EXIF may still rotate the image by 90 degrees).
             image.draft("RGB", (max(size), max(size)))
-            pixels = np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            pixels = np.asarray(to_rgb(image))
     except PosterError:
         raise
     except Image.DecompressionBombError as error:
