@@ -107,7 +107,7 @@ def cmd_baseline(args) -> dict:
 def cmd_compare(args) -> dict:
     from kit.compare import compare
     return compare(train_config(args), Workdir(args.workdir), args.strategies, args.competition,
-                   args.submissions, args.prefix, args.bootstrap)
+                   args.submissions, args.prefix, args.bootstrap, args.scheduler)
 
 
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
     sub.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     add_train_arguments(sub)
+    add_scheduler_argument(sub)
 
     sub = command("baseline", cmd_baseline, "the whole baseline: data to score")
     sub.add_argument("--baseline", default="lenet", help="baseline name or TOML file")

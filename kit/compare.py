@@ -29,7 +29,7 @@ STRATEGIES = {
 
 def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = None,
             competition: str | None = None, submissions: str = "submissions",
-            prefix: str = "compare", resamples: int = 1000) -> dict:
+            prefix: str = "compare", resamples: int = 1000, scheduler: str = "local") -> dict:
     """Train, predict and score every strategy; write the comparison report."""
     from eval.answers import load_answers
     from eval.leaderboard import build_leaderboard
@@ -52,7 +52,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True})
         run = f"{prefix}-{strategy}-{contest.name}"
         console.rule(f"strategy {strategy}")
-        runs[strategy] = train(config, workdir, run, contest.name, resume=True)
+        runs[strategy] = train(config, workdir, run, contest.name, resume=True,
+                               scheduler=scheduler)
         for variant, raw in (("tuned", False), ("at-0.5", True)):
             paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
                                       raw=raw)["submission"]))
