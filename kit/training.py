@@ -26,7 +26,7 @@ from kit.console import console, progress, table
 from kit.errors import KitError
 from kit.files import atomic_path, write_csv, write_json
 from kit.labels import encode
-from kit.losses import make_loss
+from kit.losses import LOSSES, make_loss
 from kit.splits import Competition
 from kit.workdir import Workdir
 
@@ -86,6 +86,10 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise KitError(f"unknown settings in {origin}: {', '.join(unknown)}")
+        for name, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+            if name in values and values[name] not in allowed:
+                raise KitError(f"unknown {name} {values[name]!r} in {origin}; choose one of "
+                               f"{', '.join(allowed)}")
         if "views" in values:
             values = {**values, "views": tuple(values["views"])}
         return replace(self, **values)

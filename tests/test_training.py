@@ -85,6 +85,26 @@ def test_class_weight_needs_bce(workdir):
               "bad-combo")
 
 
+def test_config_names_are_checked_in_files_and_options(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('model = "lenet"\nloss = "hinge"\n')
+    with pytest.raises(KitError, match="unknown loss 'hinge' in .*bad.toml; choose one of bce"):
+        TrainConfig.from_file(config)
+    cli = subprocess.run([sys.executable, "-m", "kit", "train", "--optimizer", "lbfgs",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True)
+    assert cli.returncode == 2
+    assert "unknown optimizer 'lbfgs' in options; choose one of adam, adamw, sgd" in cli.stderr
+    assert "Traceback" not in cli.stdout + cli.stderr
+
+
+def test_command_line_starts_without_importing_torch():
+    probe = ("import sys; from kit.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_train_and_predict_never_open_the_private_folder(workdir, competition, tmp_path):
     private = competition.folder / "private"
     hidden = tmp_path / "private-away"
