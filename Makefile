@@ -7,7 +7,7 @@ DATA ?=
 BASELINE ?= lenet
 COMPARE ?= lite0-frozen
 
-.PHONY: setup test baseline leaderboard compare bench fuzz clean
+.PHONY: setup test baseline leaderboard compare bench stress fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ compare: setup
 
 bench: setup
 	$(PY) bench/run.py --workdir $(WORKDIR)/bench
+
+stress: setup
+	$(PY) bench/stress.py --workdir $(WORKDIR)/stress
 
 fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_submission.py

@@ -213,11 +213,20 @@ def main() -> None:
     parser.add_argument("--workdir", default="work/bench")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--score-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="run only these parts; results merge into bench/results.json")
     args = parser.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": {"cores": os.cpu_count()}}
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = {"cores": os.cpu_count()}
+    for section in args.sections:
+        SECTIONS[section](args, work, results)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {RESULTS}")
 
+
+def preprocessing_section(args, work: Path, results: dict) -> None:
     print("preprocessing throughput and peak memory")
     results["preprocessing"] = []
     for n in args.sizes:
@@ -226,36 +235,53 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "kit", "synth", "--out", str(data), "--n",
                             str(n)], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
         row = {"posters": n}
-        for scheduler in ("inline", "local"):
+        for scheduler in SCHEDULERS:
             store = work / f"store-{n}-{scheduler}"
             subprocess.run(["rm", "-rf", str(store)], check=True)
             row[scheduler] = measure("preprocess", str(data), str(store), scheduler)
         row["naive_pil"] = measure("naive_preprocess", str(data))
         row["store_mb_per_1000"] = round(folder_mb(work / f"store-{n}-inline") / n * 1000, 1)
         results["preprocessing"].append(row)
-        print(f"  {n:>6} posters: single process {row['inline']['posters_per_second']}/s "
-              f"({row['inline']['peak_rss_mb']} MB), Dask local "
-              f"{row['local']['posters_per_second']}/s ({row['local']['peak_rss_mb']} MB), naive "
-              f"PIL {row['naive_pil']['posters_per_second']}/s ({row['naive_pil']['peak_rss_mb']} MB)")
+        print(f"  {n:>6} posters: " + describe(row))
 
-    real = REAL if (REAL / "genres.csv").exists() else work / f"synthetic-{args.sizes[0]}"
+    real = real_source(work)
     print(f"real-poster measurements on {real}")
-    real_work = work / "real"
-    subprocess.run([sys.executable, "-m", "kit", "prepare", str(real), "--workdir",
-                    str(real_work), "--name", "real"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "kit", "split", "--workdir", str(real_work)],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     row = {"source": str(real)}
-    for scheduler in ("inline", "local"):
+    for scheduler in SCHEDULERS:
         store = work / f"store-real-{scheduler}"
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        measure("preprocess", str(real), str(store), scheduler)      # warm the page cache
         subprocess.run(["rm", "-rf", str(store)], check=True)
         row[scheduler] = measure("preprocess", str(real), str(store), scheduler)
     row["naive_pil"] = measure("naive_preprocess", str(real))
     results["preprocessing_real"] = row
-    print(f"  single process {row['inline']['posters_per_second']}/s, Dask local "
-          f"{row['local']['posters_per_second']}/s, naive PIL {row['naive_pil']['posters_per_second']}/s")
+    print("  " + describe(row))
 
+
+def describe(row: dict) -> str:
+    names = {"inline": "one process", "processes": "process pool", "local": "Dask local",
+             "naive_pil": "naive PIL"}
+    return ", ".join(f"{names[k]} {row[k]['posters_per_second']}/s ({row[k]['peak_rss_mb']} MB)"
+                     for k in (*SCHEDULERS, "naive_pil"))
+
+
+def real_source(work: Path) -> Path:
+    return REAL if (REAL / "genres.csv").exists() else work / "synthetic-1000"
+
+
+def prepared_real(work: Path) -> Path:
+    """The real posters prepared and split once in the bench's work folder."""
+    real_work = work / "real"
+    if not (real_work / "competitions").exists():
+        for command in (["prepare", str(real_source(work)), "--workdir", str(real_work),
+                         "--name", "real"], ["split", "--workdir", str(real_work)]):
+            subprocess.run([sys.executable, "-m", "kit", *command], check=True, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return real_work
+
+
+def lenet_section(args, work: Path, results: dict) -> None:
+    real_work = prepared_real(work)
     store_rate = measure("lenet", str(real_work), "store")["images_per_second"]
     decode_rate = measure("lenet", str(real_work), "decode")["images_per_second"]
     results["lenet_training"] = {"from_store": store_rate, "decode_every_epoch": decode_rate,
@@ -263,6 +289,8 @@ def main() -> None:
     print(f"LeNet training: {store_rate} img/s from the store, {decode_rate} img/s decoding "
           f"every epoch ({results['lenet_training']['speedup']}x)")
 
+
+def embedding_section(args, work: Path, results: dict) -> None:
     results["embedding"] = {}
     for backbone in ("efficientnet_lite0", "efficientnet_lite2"):
         for precision in ("bf16", "fp32"):
@@ -270,9 +298,13 @@ def main() -> None:
             results["embedding"][f"{backbone}-{precision}"] = rate
             print(f"embedding {backbone} {precision}: {rate} img/s per view")
 
-    results["pretrained_vs_random"] = measure("pretrained", str(real_work))
+
+def pretrained_section(args, work: Path, results: dict) -> None:
+    results["pretrained_vs_random"] = measure("pretrained", str(prepared_real(work)))
     print(f"frozen features, public test: {results['pretrained_vs_random']}")
 
+
+def scoring_section(args, work: Path, results: dict) -> None:
     results["scoring"] = []
     for rows in args.score_rows:
         folder = work / f"score-{rows}"
@@ -285,13 +317,19 @@ def main() -> None:
               f"({row['kit']['peak_rss_mb']} MB), naive loop {row['naive_loop']['seconds']} s "
               f"({row['naive_loop']['peak_rss_mb']} MB)")
 
+
+def estimates_section(args, work: Path, results: dict) -> None:
+    if not {"preprocessing", "embedding", "preprocessing_real"} <= set(results):
+        print("estimates need the preprocessing and embedding sections")
+        return
     largest = results["preprocessing"][-1]
     store_per_1000 = largest["store_mb_per_1000"]
-    embed_dirs = list((work / "store-real-inline").parent.glob("real/datasets/real/store-*/embeddings/*"))
+    embed_dirs = list(work.glob("real/datasets/real/store-*/embeddings/*"))
     embed_per_1000 = round(sum(folder_mb(d) for d in embed_dirs[:1]) /
                            max(results["preprocessing_real"]["inline"]["posters"], 1) * 1000, 2)
     single_rate = largest["inline"]["posters_per_second"]
-    cluster_rate = largest["local"]["posters_per_second"]
+    cluster_rate = max(largest["local"]["posters_per_second"],
+                       largest["processes"]["posters_per_second"])
     per_core = cluster_rate / (os.cpu_count() or 1)
     lite0 = results["embedding"]["efficientnet_lite0-bf16"] / (os.cpu_count() or 1)
     results["estimates_900k"] = {
@@ -306,8 +344,12 @@ def main() -> None:
         "single_process_posters_per_second": single_rate,
     }
     print(f"estimates for {FULL_LETTERBOXD:,} films: {results['estimates_900k']}")
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {RESULTS}")
+
+
+SCHEDULERS = ("inline", "processes", "local")
+SECTIONS = {"preprocessing": preprocessing_section, "lenet": lenet_section,
+            "embedding": embedding_section, "pretrained": pretrained_section,
+            "scoring": scoring_section, "estimates": estimates_section}
 
 
 if __name__ == "__main__":
