@@ -88,7 +88,7 @@ def lenet_throughput(workdir: str, mode: str, steps: int = 40) -> dict:
             pixels = np.asarray(image).transpose(2, 0, 1).copy()
             return torch.from_numpy(pixels), torch.from_numpy(labels[item])
     dataset = PosterDataset(store, positions, labels) if mode == "store" else DecodingDataset()
-    model = create_model("lenet", labels.shape[1])
+    model = create_model("lenet", labels.shape[1]).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters())
     criterion = torch.nn.BCEWithLogitsLoss()
     loader = DataLoader(dataset, batch_size=16, shuffle=True)
