@@ -246,7 +246,7 @@ def preprocessing_section(args, work: Path, results: dict) -> None:
 
     real = real_source(work)
     print(f"real-poster measurements on {real}")
-    row = {"source": str(real)}
+    row = {"source": os.path.relpath(real, ROOT)}   # relative: no machine paths in results
     for scheduler in SCHEDULERS:
         store = work / f"store-real-{scheduler}"
         subprocess.run(["rm", "-rf", str(store)], check=True)
