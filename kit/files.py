@@ -13,10 +13,13 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Temporary names carry the writer's host and PID, so that a successful write can remove the
+    temporaries that killed writers (kill -9) of the same file left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -30,15 +33,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _writer() -> str:
-    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{socket.gethostname().replace('.', '_')}-"
 
 
 def _remove_abandoned(path: Path) -> None:
-    """Delete temporaries of ``path`` left by writers on this host that were killed (kill -9)."""
-    host = socket.gethostname().replace(".", "_")
-    for stray in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.tmp"):
-        pid = stray.name[len(f".{path.name}.{host}-"):].split(".", 1)[0]
+    """Delete temporaries of ``path`` whose writer ran on this host and is gone."""
+    prefix = _temporary_prefix(path)
+    for stray in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = stray.name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             stray.unlink(missing_ok=True)
 
@@ -48,8 +51,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:     # alive, owned by another user
+        pass
     return True
 
 

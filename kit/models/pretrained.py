@@ -122,16 +122,15 @@ def timm_network(name: str, num_classes: int, pretrained: str | None = None, hub
     if pretrained:
         load_weights(network, read_checkpoint(pretrained))
     elif hub:
-        offline = ("could not download weights for {name} ({why}): this machine may be offline; "
-                   "pass --pretrained PATH to a local checkpoint, or use an efficientnet_lite "
-                   "preset")
-        unreachable = hub_unreachable()
-        if unreachable:
-            raise KitError(offline.format(name=name, why=unreachable))
-        try:
-            network = timm.create_model(name, pretrained=True, **options)
-        except Exception as error:  # network errors come in many types
-            raise KitError(offline.format(name=name, why=type(error).__name__)) from None
+        why = hub_unreachable()
+        if why is None:
+            try:
+                return timm.create_model(name, pretrained=True, **options)
+            except Exception as error:  # network errors come in many types
+                why = type(error).__name__
+        raise KitError(f"could not download weights for {name} ({why}): this machine may be "
+                       "offline; pass --pretrained PATH to a local checkpoint, or use an "
+                       "efficientnet_lite preset")
     return network
 
 
