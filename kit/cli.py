@@ -171,8 +171,16 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
 
 
+def _scheduler(text: str) -> str:
+    from kit.scheduler import check_scheduler
+    try:
+        return check_scheduler(text)
+    except KitError as error:
+        raise argparse.ArgumentTypeError(str(error))
+
+
 def add_scheduler_argument(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--scheduler", default="local",
+    sub.add_argument("--scheduler", default="local", type=_scheduler,
                      help="local (a Dask LocalCluster, default), processes (a plain process "
                           "pool), inline, or tcp://host:port (an existing Dask cluster)")
 
