@@ -10,7 +10,7 @@ import torch
 
 from kit.errors import KitError
 from kit.predict import calibrate, predict
-from kit.training import EpochSampler, TrainConfig, train
+from kit.training import EpochSampler, TrainConfig, build_model, to_batch, train
 from kit.workdir import Workdir
 
 TINY = dict(model="lenet", epochs=2, batch_size=16, patience=5)
@@ -95,6 +95,18 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     assert cli.returncode == 2
     assert "unknown optimizer 'lbfgs' in options; choose one of adam, adamw, sgd" in cli.stderr
     assert "Traceback" not in cli.stdout + cli.stderr
+
+
+def test_posters_train_channels_last():
+    posters = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)
+    batch = to_batch(posters)
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch, posters.float() / 255)
+    model = build_model(TrainConfig(model="lenet"), 4, {"input_size": [345, 230],
+                                                       "mean": [0.5] * 3, "std": [0.25] * 3})
+    convolutions = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last)
+                                for w in convolutions)
 
 
 def test_command_line_starts_without_importing_torch():
