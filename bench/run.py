@@ -20,17 +20,23 @@ RESULTS = ROOT / "bench" / "results.json"
 FULL_LETTERBOXD = 900_000
 
 
+def run_measured(command: list[str], capture: bool = True) -> tuple[str, int, float]:
+    """Run ``command`` from the repository root; its stdout (if captured), exit code and peak
+    memory in MB (max RSS of its largest process)."""
+    process = subprocess.Popen(command, cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                               stderr=None if capture else subprocess.DEVNULL)
+    output = process.stdout.read() if capture else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    return output, os.waitstatus_to_exitcode(status), round(usage.ru_maxrss / 1024, 1)
+
+
 def measure(*argv: str) -> dict:
     """Run one measurement (`python bench/run.py measure ...`) in a fresh process."""
-    process = subprocess.Popen([sys.executable, __file__, "measure", *argv],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
+    output, exit_code, peak_rss_mb = run_measured([sys.executable, __file__, "measure", *argv])
+    if exit_code != 0:
         raise SystemExit(f"measurement {argv} failed")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    return result
+    return {**json.loads(output.strip().splitlines()[-1]), "peak_rss_mb": peak_rss_mb}
 
 
 # --- measurements, each run in its own process -------------------------------------------------

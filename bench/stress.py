@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,41 +19,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Science Fiction", "Thriller",
-          "Documentary", "Animation", "Family", "Crime", "Western", "War", "Music", "History",
-          "Mystery", "Fantasy", "Adventure", "TV Movie"]
+from run import ROOT, make_answer_key, run_measured   # bench/run.py, beside this file
+
+from kit.synth import GENRES
 
 
 def run(command: list[str]) -> dict:
     """Run a command in its own process; wall time, exit code and peak RSS."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    return {"exit_code": os.waitstatus_to_exitcode(status),
-            "seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    _, exit_code, peak_rss_mb = run_measured(command, capture=False)
+    return {"exit_code": exit_code, "seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": peak_rss_mb}
 
 
 def big_submission(folder: Path, films: int, target_bytes: int) -> Path:
-    """A 100k-film answer key and a submission padded to ``target_bytes`` with rows whose ids
-    are not in the test set (each an error the harness must count, not keep)."""
-    rng = np.random.default_rng(0)
-    (folder / "public").mkdir(parents=True, exist_ok=True)
-    (folder / "private").mkdir(parents=True, exist_ok=True)
-    ids = [f"tt{i:08d}" for i in range(films)]
-    labels = ["|".join(g for g in GENRES if rng.random() < 0.1) or "Drama" for _ in ids]
-    pd.DataFrame({"id": ids, "genres": labels, "usage": "Public"}).to_csv(
-        folder / "private" / "answers.csv", index=False)
-    (folder / "public" / "genres.txt").write_text("\n".join(GENRES) + "\n")
+    """A ``films``-film answer key and a submission padded to ``target_bytes`` with rows whose
+    ids are not in the test set (each an error the harness must count, not keep)."""
     path = folder / "submission.csv"
     if path.exists() and path.stat().st_size >= target_bytes:
         return path
-    block = pd.DataFrame(rng.random((films, len(GENRES))).round(6), columns=GENRES)
-    with open(path, "w") as handle:
-        block.insert(0, "id", ids)
-        block.to_csv(handle, index=False)
+    make_answer_key(str(folder), films)
+    block = pd.read_csv(path, dtype={"id": str})
+    with open(path, "a") as handle:
         extra = 0
         while handle.tell() < target_bytes:
             block["id"] = [f"xx{extra}-{i}" for i in range(films)]
