@@ -67,19 +67,20 @@ def naive_preprocess(source: str) -> dict:
             "posters_per_second": round(len(films) / seconds, 1)}
 
 
-def lenet_throughput(workdir: str, mode: str, steps: int = 40) -> dict:
-    """LeNet training images/s reading the uint8 store, or decoding each JPEG every time."""
+def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
+    """Images/s of the kit's LeNet training epoch (``kit.training.train_one_epoch``, default
+    precision) reading the uint8 store, or decoding and resizing each JPEG every time."""
     import numpy as np
     import torch
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
-    from kit.models import create_model
     from kit.splits import Competition
-    from kit.training import PosterDataset, to_batch
+    from kit.training import PosterDataset, TrainConfig, build_model, train_one_epoch
     from kit.workdir import Workdir
     competition = Competition.find(Workdir(workdir))
     store = competition.store()
-    positions = np.arange(min(len(store), 16 * steps))
+    config = TrainConfig(model="lenet")
+    positions = np.arange(min(len(store), config.batch_size * batches))
     labels = np.zeros((len(positions), len(competition.genres())), np.uint8)
     source = Path(json.loads((Path(workdir) / "datasets").joinpath(
         store.dir.parent.name, "prepare.json").read_text())["source"])
@@ -90,24 +91,23 @@ def lenet_throughput(workdir: str, mode: str, steps: int = 40) -> dict:
 
         def __getitem__(self, item):
             path = source / store.index["source"].iloc[int(positions[item])]
-            image = Image.open(path).convert("RGB").resize((230, 345))
+            image = Image.open(path).convert("RGB").resize(store.size[::-1])
             pixels = np.asarray(image).transpose(2, 0, 1).copy()
             return torch.from_numpy(pixels), torch.from_numpy(labels[item])
     dataset = PosterDataset(store, positions, labels) if mode == "store" else DecodingDataset()
-    model = create_model("lenet", labels.shape[1]).to(memory_format=torch.channels_last)
+    model = build_model(config, labels.shape[1], {"input_size": list(store.size)})
     optimizer = torch.optim.Adam(model.parameters())
     criterion = torch.nn.BCEWithLogitsLoss()
-    loader = DataLoader(dataset, batch_size=16, shuffle=True)
-    count, started = 0, None
-    for step, (inputs, targets) in enumerate(loader):
-        if step == 3:
-            started, count = time.perf_counter(), 0
-        loss = criterion(model(to_batch(inputs)), targets.float())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        count += len(inputs)
-    return {"images_per_second": round(count / (time.perf_counter() - started), 1)}
+
+    def epoch(loader) -> float:
+        started = time.perf_counter()
+        train_one_epoch(model, criterion, optimizer, loader, mode,
+                        bf16=config.precision == "bf16")
+        return time.perf_counter() - started
+    epoch(DataLoader(torch.utils.data.Subset(dataset, range(3 * config.batch_size)),
+                     batch_size=config.batch_size))                      # warm-up
+    seconds = epoch(DataLoader(dataset, batch_size=config.batch_size, shuffle=True))
+    return {"images_per_second": round(len(dataset) / seconds, 1), "precision": config.precision}
 
 
 def embedding_throughput(backbone: str, precision: str, images: int = 128) -> dict:

@@ -73,7 +73,7 @@ class Embedder:
         batch = torch.from_numpy(np.array(images)).float().div_(255)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             pixels = self.model.preprocess(view(batch, self.view))
-            features = self.model.network(pixels.contiguous(memory_format=torch.channels_last))
+            features = self.model.network(pixels)
         return features.float().numpy().astype(np.float16)
 
 

@@ -5,6 +5,7 @@ from torch import nn
 
 from kit.errors import KitError
 from kit.models import create_model, list_models
+from kit.models.lenet import ConvAvgPool
 from kit.models.pretrained import LITE_PRESETS, lite_weights
 
 
@@ -13,12 +14,34 @@ def test_lenet_follows_the_report():
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
         (3, 6, (5, 5)), (6, 16, (5, 5)), (16, 16, (5, 5)), (16, 16, (5, 5))]
-    assert sum(isinstance(m, nn.AvgPool2d) for m in model.features) == 4
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["ConvAvgPool", "ReLU"] * 4
     linears = [m for m in model.head if isinstance(m, nn.Linear)]
     assert [l.out_features for l in linears] == [240, 168, 19]
     kinds = [type(m).__name__ for m in model.head]
     assert kinds == ["Flatten", "Linear", "Dropout", "ReLU", "Linear", "Dropout", "ReLU", "Linear"]
     assert model(torch.rand(2, 3, 345, 230)).shape == (2, 19)
+
+
+def test_fused_conv_and_pool_equal_a_convolution_then_an_average_pool():
+    torch.manual_seed(0)
+    fused = ConvAvgPool(3, 6)
+    plain = nn.Sequential(nn.Conv2d(3, 6, 5), nn.AvgPool2d(2))
+    plain[0].load_state_dict(fused.state_dict())
+    images = torch.randn(2, 3, 45, 31)
+    out_fused, out_plain = fused(images), plain(images)
+    assert out_fused.shape == out_plain.shape == (2, 6, 20, 13)
+    torch.testing.assert_close(out_fused, out_plain, rtol=1e-5, atol=1e-5)
+    out_fused.square().sum().backward()
+    out_plain.square().sum().backward()
+    torch.testing.assert_close(fused.weight.grad, plain[0].weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fused.bias.grad, plain[0].bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_lenet_refuses_an_input_too_small_for_its_four_blocks():
+    assert create_model("lenet", 3, input_size=(76, 76))(torch.rand(1, 3, 76, 76)).shape == (1, 3)
+    with pytest.raises(ValueError, match="too small"):
+        create_model("lenet", 3, input_size=(75, 100))
 
 
 def test_registry_and_unknown_names():
