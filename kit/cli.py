@@ -66,7 +66,7 @@ def cmd_audit(args) -> dict:
 TRAIN_OVERRIDES = ("model", "frozen", "views", "head_hidden", "precision", "pretrained",
                    "hub_weights", "strategy", "min_count", "target_size", "weight_cap", "loss",
                    "optimizer", "lr", "weight_decay", "dropout", "batch_size", "epochs",
-                   "patience", "augment", "tune_thresholds", "seed", "workers")
+                   "patience", "augment", "tune_thresholds", "seed", "workers", "folds")
 
 
 def train_config(args):
@@ -122,7 +122,9 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
                      help="train a head on cached frozen-backbone embeddings")
     sub.add_argument("--views", nargs="+", help="frozen mode: full top middle bottom flip")
     sub.add_argument("--head-hidden", type=int, help="frozen mode: hidden units (0: logistic)")
-    sub.add_argument("--precision", choices=["bf16", "fp32"], help="frozen mode embeddings")
+    sub.add_argument("--precision", choices=["bf16", "fp32"],
+                     help="autocast of frozen-mode embeddings or of image-model training steps "
+                          "(default bf16; use fp32 on CPUs without native bf16)")
     sub.add_argument("--pretrained", help="local checkpoint for a timm model")
     sub.add_argument("--hub-weights", action="store_true", default=None,
                      help="download timm hub weights (fails offline)")
@@ -145,6 +147,9 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
                      default=None)
     sub.add_argument("--seed", type=_integer)
     sub.add_argument("--workers", type=int, help="data loader processes")
+    sub.add_argument("--folds", type=int,
+                     help="cross-fit: one model per fold of train+valid, thresholds tuned on "
+                          "their out-of-fold predictions, their mean predicts (default 1: off)")
 
 
 def balance_options(args) -> dict:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from kit.errors import KitError
 from kit.files import atomic_path
 from kit.splits import Competition
-from kit.training import (PosterDataset, TrainConfig, build_model, embed_for,
+from kit.training import (PosterDataset, TrainConfig, build_model, embed_for, load_weights,
                           predict_probabilities)
 from kit.workdir import Workdir
 
@@ -50,7 +50,7 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     ids = competition.test_ids()
     positions = store.positions(ids)
     model = build_model(config, len(genres), checkpoint["data_options"], load_pretrained=False)
-    model.load_state_dict(checkpoint["model_state"])
+    load_weights(model, checkpoint["model_state"], f"run {run!r}")
     if config.frozen:
         features = torch.from_numpy(embed_for(config, store).features(positions))
         dataset = TensorDataset(features, torch.zeros(len(ids), dtype=torch.uint8))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
 from kit.console import console, table
 from kit.errors import KitError
@@ -60,6 +60,17 @@ def stratified_halves(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     rest, held = next(splitter.split(np.zeros(len(labels)), labels))
     return np.sort(rest), np.sort(held)
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of each row: multilabel-stratified k-fold, seeded."""
+    if folds < 2 or folds > len(labels):
+        raise KitError(f"cannot cut {len(labels)} films into {folds} folds")
+    assignment = np.empty(len(labels), dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[rows] = fold
+    return assignment
 
 
 def normalisation(store: Store, ids, seed: int) -> dict:

@@ -23,11 +23,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from kit import balancing
 from kit.console import console, progress, table
+from kit.embeddings import PRECISIONS, embed_store
 from kit.errors import KitError
 from kit.files import atomic_path, write_csv, write_json
 from kit.labels import encode
 from kit.losses import LOSSES, make_loss
-from kit.splits import Competition
+from kit.models.ensemble import Ensemble
+from kit.splits import Competition, stratified_folds
 from kit.workdir import Workdir
 
 try:
@@ -47,7 +49,7 @@ class TrainConfig:
     frozen: bool = False              # train a head on cached frozen-backbone embeddings
     views: tuple = ("full",)          # frozen mode: poster views whose embeddings are joined
     head_hidden: int = 0              # frozen mode: 0 = logistic head
-    precision: str = "bf16"           # frozen mode: embedding precision
+    precision: str = "bf16"           # autocast of embedding (frozen) or image training steps
     pretrained: str | None = None     # local checkpoint for timm:<name>
     hub_weights: bool = False         # try timm's hub (fails offline with a clear message)
     balance: str = "none"
@@ -66,6 +68,7 @@ class TrainConfig:
     tune_thresholds: bool = True
     seed: int = 0
     workers: int = 0
+    folds: int = 1                    # >1: cross-fit that many models on folds of train+valid
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -86,10 +89,14 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise KitError(f"unknown settings in {origin}: {', '.join(unknown)}")
-        for name, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+        for name, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS),
+                              ("precision", PRECISIONS)):
             if name in values and values[name] not in allowed:
                 raise KitError(f"unknown {name} {values[name]!r} in {origin}; choose one of "
                                f"{', '.join(allowed)}")
+        folds = values.get("folds", 1)
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+            raise KitError(f"folds must be a whole number >= 1 in {origin}, not {folds!r}")
         if "views" in values:
             values = {**values, "views": tuple(values["views"])}
         return replace(self, **values)
@@ -178,15 +185,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "local"):
-    """Labels, balancing plan and datasets for train and valid, read from ``public/`` only."""
+def run_seed(config: TrainConfig, fold: int | None) -> int:
+    """The seed of a run, or of one fold's model (each fold its own, for a diverse ensemble)."""
+    return config.seed if fold is None else config.seed * 1_000 + fold + 1
+
+
+def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "local",
+                 fold: int | None = None):
+    """Labels, balancing plan and datasets for train and valid, read from ``public/`` only.
+    With ``fold``, train+valid are pooled and that fold of ``config.folds`` is the valid part."""
     genres = competition.genres()
     frame = competition.train_table()
+    if fold is not None:
+        folds = stratified_folds(encode(frame["genres"], genres), config.folds, config.seed)
+        frame = frame.assign(part=np.where(folds == fold, "valid", "train"))
     train_frame = frame[frame["part"] == "train"].reset_index(drop=True)
     valid_frame = frame[frame["part"] == "valid"].reset_index(drop=True)
     train_labels = encode(train_frame["genres"], genres)
     valid_labels = encode(valid_frame["genres"], genres)
-    plan = balancing.plan(config.balance, train_labels, valid_labels, config.seed,
+    seed = run_seed(config, fold)
+    plan = balancing.plan(config.balance, train_labels, valid_labels, seed,
                           min_count=config.min_count, target_size=config.target_size,
                           weight_cap=config.weight_cap, genres=genres)
     store = competition.store()
@@ -203,7 +221,7 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
                         "std": std.tolist()}
     else:
-        train_set = PosterDataset(store, train_positions, train_y, config.augment, config.seed)
+        train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
         valid_set = PosterDataset(store, valid_positions, valid_y)
         stats = competition.normalisation()
         data_options = {"input_size": list(store.size), "mean": stats["mean"],
@@ -213,14 +231,17 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
 
 def embed_for(config: TrainConfig, store, scheduler: str = "local"):
     """The frozen backbone's embedding cache for every poster of the store (built if missing)."""
-    from kit.embeddings import embed_store
     return embed_store(store, config.model, tuple(config.views), config.precision,
                        pretrained=config.pretrained, scheduler=scheduler)
 
 
 def build_model(config: TrainConfig, num_classes: int, data_options: dict,
                 load_pretrained: bool = True) -> nn.Module:
-    """The network a run trains: an embedding head (frozen mode) or an image model."""
+    """The network a run trains: an embedding head (frozen mode) or an image model; the mean
+    of several when ``data_options`` lists its members (a cross-fitted run)."""
+    if "members" in data_options:
+        return Ensemble([build_model(config, num_classes, options, load_pretrained)
+                         for options in data_options["members"]])
     if config.frozen:
         from kit.models.pretrained import EmbeddingHead
         return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
@@ -244,10 +265,9 @@ def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
 
 
 def to_batch(inputs: torch.Tensor) -> torch.Tensor:
-    """uint8 posters become floats in [0, 1], channels-last (the CPU's convolutions run 1.5x
-    faster on that layout); float16 embeddings become float32."""
+    """uint8 posters become floats in [0, 1]; float16 embeddings become float32."""
     if inputs.dtype == torch.uint8:
-        return inputs.float().div_(255).contiguous(memory_format=torch.channels_last)
+        return inputs.float().div_(255)
     return inputs.float()
 
 
@@ -293,6 +313,17 @@ def _same(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def load_weights(model: nn.Module, state: dict, origin: str) -> None:
+    """Load checkpoint weights; weights of another architecture are a clear error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise KitError(f"the weights of {origin} do not fit the {type(model).__name__} of this "
+                       f"kit version ({detail}); it was trained by another version: train it "
+                       "again under another --name") from None
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -301,16 +332,29 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name: str | None = None,
           resume: bool = False, scheduler: str = "local") -> dict | None:
     """Train one run; returns its summary (None on torchrun ranks other than 0).
-    Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json."""
-    env = start_distributed()
+    Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json; with
+    ``config.folds`` > 1, one such run per fold and their ensemble (``kit/crossfit.py``)."""
     competition = Competition.find(workdir, competition_name)
-    run_dir = workdir.run(run_name)
+    if config.folds > 1:
+        from kit.crossfit import train_folds
+        return train_folds(config, competition, workdir.run(run_name), run_name, resume,
+                           scheduler)
+    return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
+
+
+def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
+              resume: bool = False, scheduler: str = "local", fold: int | None = None
+              ) -> dict | None:
+    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
+    env = start_distributed()
     if (run_dir / "last.pt").exists() and not resume:
-        raise KitError(f"run {run_name!r} exists in {workdir.runs}; pass --resume to continue it "
-                       "or choose another --name")
+        raise KitError(f"run {run_name!r} exists in {run_dir.parent}; pass --resume to continue "
+                       "it or choose another --name")
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.world))
-    seed_everything(config.seed)
-    genres, plan, train_set, valid_set, data_options = prepare_data(config, competition, scheduler)
+    seed = run_seed(config, fold)
+    seed_everything(seed)
+    genres, plan, train_set, valid_set, data_options = prepare_data(config, competition, scheduler,
+                                                                    fold)
     model = build_model(config, len(genres), data_options)
     init_output_bias(model, (train_set.tensors[1].numpy() if config.frozen
                              else train_set.labels).mean(0, dtype=np.float64))
@@ -330,13 +374,13 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
             raise KitError(f"run {run_name!r} was trained with other settings; resuming would mix "
                            "them (" + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
                                                 changed.items()) + "); use another --name")
-        model.load_state_dict(checkpoint["model_state"])
+        load_weights(model, checkpoint["model_state"], f"run {run_name!r}")
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         state = checkpoint["state"]
         if env.main:
             console.print(f"resuming {run_name} after epoch {state['epoch']}")
     network = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
-    sampler = EpochSampler(len(train_set), config.seed, plan.sample_weights, env.rank, env.world)
+    sampler = EpochSampler(len(train_set), seed, plan.sample_weights, env.rank, env.world)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
                               num_workers=config.workers, persistent_workers=config.workers > 0)
     valid_loader = DataLoader(valid_set, batch_size=max(64, config.batch_size),
@@ -353,10 +397,11 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
         sampler.set_epoch(epoch)
         if isinstance(train_set, PosterDataset):
             train_set.set_epoch(epoch)
-        torch.manual_seed(config.seed * 100_003 + epoch * 101 + env.rank)
+        torch.manual_seed(seed * 100_003 + epoch * 101 + env.rank)
         started = time.perf_counter()
         train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
-                                     f"epoch {epoch + 1}/{config.epochs}", env)
+                                     f"epoch {epoch + 1}/{config.epochs}", env,
+                                     bf16=config.precision == "bf16" and not config.frozen)
         seconds = time.perf_counter() - started
         valid = evaluate(model, valid_loader, criterion, valid_labels)
         improved = valid["loss"] < state["best_loss"] - 1e-6
@@ -390,15 +435,21 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
 
 
 def train_one_epoch(network, criterion, optimizer, loader, description: str,
-                    env: Distributed) -> float:
-    """One pass over ``loader``; returns the mean training loss (over this process's batches)."""
+                    env: Distributed = Distributed(), bf16: bool = False) -> float:
+    """One pass over ``loader``; returns the mean training loss (over this process's batches).
+
+    ``bf16`` runs the forward pass under bfloat16 autocast (weights, loss and optimiser stay
+    float32): on CPUs with native bf16 (AVX512-BF16, AMX) LeNet trains about 1.3x faster.
+    """
     network.train()
     total, count = 0.0, 0
     started = time.perf_counter()
     with progress(transient=True) as bar:
         task = bar.add_task(description, total=len(loader), rate="")
         for inputs, targets in loader:
-            loss = criterion(network(to_batch(inputs)), targets.float())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = network(to_batch(inputs))
+            loss = criterion(logits.float(), targets.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -433,7 +484,7 @@ def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, v
            genres: list[str], state: dict) -> dict:
     """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(best["model_state"])
+    load_weights(model, best["model_state"], f"run {run_dir.name!r}")
     probabilities, _ = predict_probabilities(model, valid_loader)
     thresholds = tune_thresholds(probabilities, valid_labels) if config.tune_thresholds \
         else np.full(len(genres), 0.5)
@@ -448,6 +499,7 @@ def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, v
                "stopped_early": state["bad_epochs"] >= config.patience,
                "run_dir": str(run_dir)}
     best["thresholds"] = thresholds.tolist()
+    best["valid"] = {"probabilities": probabilities, "labels": valid_labels}
     save_checkpoint(run_dir / "best.pt", best)
     if state["history"]:
         write_log(run_dir, state["history"])

@@ -6,7 +6,7 @@ import pytest
 
 from kit.errors import KitError
 from kit.labels import encode
-from kit.splits import SplitOptions, make_competition, stratified_halves
+from kit.splits import SplitOptions, make_competition, stratified_folds, stratified_halves
 from kit.synth import GENRES, draw_labels
 from kit.workdir import Workdir
 from tests.conftest import run_cli
@@ -104,3 +104,17 @@ def test_bad_split_input_gives_one_clear_message(workdir, capsys, argv, message)
         return
     code, _, err = run_cli(capsys, "split", "--workdir", str(workdir), *argv)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_stratified_folds_partition_the_films_and_spread_every_genre():
+    rng = np.random.default_rng(3)
+    labels = encode(pd.Series(["|".join(draw_labels(rng)) for _ in range(600)]), GENRES)
+    folds = stratified_folds(labels, 5, seed=1)
+    sizes = np.bincount(folds)
+    assert len(sizes) == 5 and sizes.sum() == 600 and (abs(sizes - 120) <= 6).all()
+    per_fold = np.stack([labels[folds == k].sum(0) for k in range(5)])
+    assert (per_fold.max(0) - per_fold.min(0) <= 1).all()      # every genre spread evenly
+    np.testing.assert_array_equal(folds, stratified_folds(labels, 5, seed=1))
+    assert not np.array_equal(folds, stratified_folds(labels, 5, seed=2))
+    with pytest.raises(KitError, match="cannot cut 600 films into 1 folds"):
+        stratified_folds(labels, 1, seed=1)

@@ -62,6 +62,22 @@ def test_resuming_with_other_settings_is_refused(workdir):
               resume=True)
 
 
+def test_weights_of_another_architecture_are_a_clear_error(workdir, tmp_path):
+    train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "old-version")
+    run = Workdir(workdir).run("old-version")
+    for name in ("best.pt", "last.pt"):      # as an older LeNet (conv, ReLU, pool) saved them
+        checkpoint = torch.load(run / name, weights_only=False)
+        checkpoint["model_state"] = {k.replace("features.2.", "features.3."): v
+                                     for k, v in checkpoint["model_state"].items()}
+        torch.save(checkpoint, run / name)
+    with pytest.raises(KitError, match=r"weights of run 'old-version' do not fit the LeNet.*"
+                                       r"Missing key.*features.2.weight.*another --name"):
+        predict(Workdir(workdir), "old-version", tmp_path)
+    with pytest.raises(KitError, match="do not fit the LeNet"):
+        train(TrainConfig(**{**TINY, "epochs": 2}), Workdir(workdir), "old-version", resume=True)
+    assert not list(tmp_path.iterdir())
+
+
 def test_same_seed_same_weights(workdir):
     for name in ("seed-a", "seed-b"):
         train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), name)
@@ -97,13 +113,18 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     assert "Traceback" not in cli.stdout + cli.stderr
 
 
-def test_posters_train_channels_last():
-    posters = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)
+def test_posters_reach_the_network_channels_last_and_in_the_autocast_dtype():
+    posters = torch.randint(0, 256, (2, 3, 345, 230), dtype=torch.uint8)
     batch = to_batch(posters)
-    assert batch.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(batch, posters.float() / 255)
     model = build_model(TrainConfig(model="lenet"), 4, {"input_size": [345, 230],
                                                        "mean": [0.5] * 3, "std": [0.25] * 3})
+    pixels = model.preprocess(batch)
+    assert pixels.dtype == torch.float32 and pixels.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(pixels, (batch - 0.5) / 0.25)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pixels = model.preprocess(batch)
+    assert pixels.dtype == torch.bfloat16 and pixels.is_contiguous(memory_format=torch.channels_last)
     convolutions = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last)
                                 for w in convolutions)
@@ -196,3 +217,47 @@ def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     log = pd.read_csv(Workdir(workdir).run("ddp") / "log.csv")
     assert len(log) == 1
+
+
+def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path,
+                                                                          monkeypatch):
+    from kit.embeddings import embed_store
+    from kit.models.ensemble import Ensemble
+    from kit.splits import Competition
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=3, batch_size=32,
+                         lr=0.01, folds=3)
+    summary = train(config, Workdir(workdir), "xfit")
+    competition = Competition.find(Workdir(workdir))
+    assert summary["folds"] == 3 and summary["out_of_fold_films"] == len(
+        competition.train_table())
+    run = Workdir(workdir).run("xfit")
+    members = [torch.load(run / f"fold-{i}" / "best.pt", weights_only=False) for i in (1, 2, 3)]
+    assert sum(len(m["valid"]["labels"]) for m in members) == summary["out_of_fold_films"]
+    ensemble = torch.load(run / "best.pt", weights_only=False)
+    assert len(ensemble["thresholds"]) == len(ensemble["genres"])
+
+    predict(Workdir(workdir), "xfit", tmp_path, raw=True)
+    submitted = pd.read_csv(tmp_path / "xfit.csv").drop(columns="id").to_numpy()
+    store = competition.store()
+    features = torch.from_numpy(embed_store(store, "efficientnet_lite0", ("full",)).features(
+        store.positions(competition.test_ids()))).float()
+    expected = []
+    for member in members:
+        model = build_model(config, len(member["genres"]), member["data_options"]).eval()
+        model.load_state_dict(member["model_state"])
+        expected.append(torch.sigmoid(model(features)).detach().numpy())
+    assert isinstance(build_model(config, 3, ensemble["data_options"]), Ensemble)
+    np.testing.assert_allclose(submitted, np.mean(expected, axis=0), atol=2e-6)
+
+    assert train(config, Workdir(workdir), "xfit", resume=True)["folds"] == 3
+    with pytest.raises(KitError, match="'xfit/fold-1' exists"):
+        train(config, Workdir(workdir), "xfit")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(KitError, match="without torchrun"):
+        train(config, Workdir(workdir), "xfit-ddp")
+
+
+@pytest.mark.parametrize("folds", [0, 1.5, True, "3"])
+def test_folds_must_be_a_whole_number(folds):
+    with pytest.raises(KitError, match="folds must be a whole number"):
+        TrainConfig().updated({"folds": folds})
