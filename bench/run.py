@@ -102,7 +102,7 @@ def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
     def epoch(loader) -> float:
         started = time.perf_counter()
         train_one_epoch(model, criterion, optimizer, loader, mode,
-                        bf16=config.precision == "bf16")
+                        bf16=config.bf16_training)
         return time.perf_counter() - started
     epoch(DataLoader(torch.utils.data.Subset(dataset, range(3 * config.batch_size)),
                      batch_size=config.batch_size))                      # warm-up

@@ -113,8 +113,8 @@ def cmd_compare(args) -> dict:
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """Options that override the --config file; unset ones keep the file's (or default) value.
 
-    Names (loss, optimizer, model) are checked by TrainConfig, so that building this parser
-    never imports torch (900 MB and 4 s for every command)."""
+    Names (loss, optimizer, precision, model) are checked by TrainConfig, so that building this
+    parser never imports torch (900 MB and 4 s for every command)."""
     sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
     sub.add_argument("--competition", help="competition name (default: the latest)")
     sub.add_argument("--model", help="lenet, efficientnet_lite0/1/2 or timm:<name>")
@@ -122,9 +122,9 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
                      help="train a head on cached frozen-backbone embeddings")
     sub.add_argument("--views", nargs="+", help="frozen mode: full top middle bottom flip")
     sub.add_argument("--head-hidden", type=int, help="frozen mode: hidden units (0: logistic)")
-    sub.add_argument("--precision", choices=["bf16", "fp32"],
-                     help="autocast of frozen-mode embeddings or of image-model training steps "
-                          "(default bf16; use fp32 on CPUs without native bf16)")
+    sub.add_argument("--precision",
+                     help="bf16 or fp32: autocast of frozen-mode embeddings or of image-model "
+                          "training steps (default bf16; fp32 on CPUs without native bf16)")
     sub.add_argument("--pretrained", help="local checkpoint for a timm model")
     sub.add_argument("--hub-weights", action="store_true", default=None,
                      help="download timm hub weights (fails offline)")

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 from kit.console import console, table
 from kit.errors import KitError
 from kit.files import write_json
 from kit.models.ensemble import Ensemble
 from kit.splits import Competition
-from kit.training import (TrainConfig, build_model, load_weights, save_checkpoint,
-                          train_run, tune_thresholds)
+from kit.training import (TrainConfig, build_model, decision_thresholds, f1_micro_macro,
+                          load_weights, save_checkpoint, train_run)
 
 
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
@@ -49,30 +48,25 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
         members.append(member)
     probabilities = np.concatenate([c["valid"]["probabilities"] for c in checkpoints])
     labels = np.concatenate([c["valid"]["labels"] for c in checkpoints])
-    thresholds = tune_thresholds(probabilities, labels) if config.tune_thresholds \
-        else np.full(len(genres), 0.5)
+    thresholds = decision_thresholds(config, probabilities, labels)
     save_checkpoint(run_dir / "best.pt", {
         "config": asdict(config), "genres": genres, "competition": competition.name,
         "data_options": {"members": [c["data_options"] for c in checkpoints]},
         "run": run_name, "model_state": Ensemble(members).state_dict(),
         "thresholds": thresholds.tolist()})
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
-    decided = (probabilities >= thresholds).astype(np.uint8)
-    present = np.flatnonzero(labels.sum(0) > 0)
+    micro, macro = f1_micro_macro(labels, probabilities >= thresholds)
     summary = {
         "run": run_name, "folds": config.folds, "out_of_fold_films": len(labels),
         "epochs_run": sum(s["epochs_run"] for s in summaries),
         "best_valid_loss": round(float(np.mean([s["best_valid_loss"] for s in summaries])), 5),
-        "valid_f1_micro_tuned": float(f1_score(labels, decided, average="micro",
-                                               zero_division=0)),
-        "valid_f1_macro_tuned": float(f1_score(labels, decided, average="macro",
-                                               zero_division=0, labels=present)),
+        "valid_f1_micro_tuned": micro, "valid_f1_macro_tuned": macro,
         "run_dir": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
     console.print(table(f"run {run_name}: {config.folds} folds, out-of-fold thresholds",
                         ["fold", "epochs", "best valid loss", "valid F1 macro (own thresholds)"],
                         ([i + 1, s["epochs_run"], s["best_valid_loss"],
                           round(s["valid_f1_macro_tuned"], 3)] for i, s in enumerate(summaries))))
-    console.print(f"out-of-fold F1 ({len(labels)} films, tuned): micro "
-                  f"{summary['valid_f1_micro_tuned']:.3f}, macro {summary['valid_f1_macro_tuned']:.3f}")
+    console.print(f"out-of-fold F1 ({len(labels)} films, tuned): micro {micro:.3f}, "
+                  f"macro {macro:.3f}")
     return summary

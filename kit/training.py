@@ -70,6 +70,11 @@ class TrainConfig:
     workers: int = 0
     folds: int = 1                    # >1: cross-fit that many models on folds of train+valid
 
+    @property
+    def bf16_training(self) -> bool:
+        """Image models train under bf16 autocast; frozen heads (precision = embeddings) do not."""
+        return self.precision == "bf16" and not self.frozen
+
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
         """Read a TOML baseline file (keys are this class's fields)."""
@@ -287,12 +292,24 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels:
     """Validation loss and micro/macro F1 at 0.5, plus the probabilities."""
     probabilities, logits = predict_probabilities(model, loader)
     loss = float(criterion(logits, torch.from_numpy(labels.astype(np.float32))))
-    decided = (probabilities >= 0.5).astype(np.uint8)
+    micro, macro = f1_micro_macro(labels, probabilities >= 0.5)
+    return {"loss": loss, "probabilities": probabilities, "f1_micro": micro, "f1_macro": macro}
+
+
+def f1_micro_macro(labels: np.ndarray, decided: np.ndarray) -> tuple[float, float]:
+    """Micro and macro F1 of 0/1 decisions; macro over the genres present in ``labels``."""
     present = np.flatnonzero(labels.sum(0) > 0)
-    return {"loss": loss, "probabilities": probabilities,
-            "f1_micro": float(f1_score(labels, decided, average="micro", zero_division=0)),
-            "f1_macro": float(f1_score(labels, decided, average="macro", zero_division=0,
-                                       labels=present))}
+    decided = decided.astype(np.uint8)
+    return (float(f1_score(labels, decided, average="micro", zero_division=0)),
+            float(f1_score(labels, decided, average="macro", zero_division=0, labels=present)))
+
+
+def decision_thresholds(config: TrainConfig, probabilities: np.ndarray, labels: np.ndarray
+                        ) -> np.ndarray:
+    """Per-genre thresholds tuned on these predictions, or 0.5 when the config says not to."""
+    if config.tune_thresholds:
+        return tune_thresholds(probabilities, labels)
+    return np.full(labels.shape[1], 0.5)
 
 
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -401,7 +418,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
         started = time.perf_counter()
         train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
                                      f"epoch {epoch + 1}/{config.epochs}", env,
-                                     bf16=config.precision == "bf16" and not config.frozen)
+                                     bf16=config.bf16_training)
         seconds = time.perf_counter() - started
         valid = evaluate(model, valid_loader, criterion, valid_labels)
         improved = valid["loss"] < state["best_loss"] - 1e-6
@@ -426,7 +443,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
             write_log(run_dir, state["history"])
     if env.world > 1:
         dist.barrier()      # rank 0's last checkpoint is on disk before anyone moves on
-    summary = finish(config, run_dir, model, valid_loader, valid_labels, genres, state) \
+    summary = finish(config, run_dir, run_name, model, valid_loader, valid_labels, genres, state) \
         if env.main else None
     if env.world > 1:
         dist.barrier()
@@ -480,22 +497,17 @@ def write_log(run_dir: Path, history: list[dict]) -> None:
     plots.save(figure, run_dir / "curves.png")
 
 
-def finish(config: TrainConfig, run_dir: Path, model: nn.Module, valid_loader, valid_labels,
-           genres: list[str], state: dict) -> dict:
+def finish(config: TrainConfig, run_dir: Path, run_name: str, model: nn.Module, valid_loader,
+           valid_labels, genres: list[str], state: dict) -> dict:
     """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-    load_weights(model, best["model_state"], f"run {run_dir.name!r}")
+    load_weights(model, best["model_state"], f"run {run_name!r}")
     probabilities, _ = predict_probabilities(model, valid_loader)
-    thresholds = tune_thresholds(probabilities, valid_labels) if config.tune_thresholds \
-        else np.full(len(genres), 0.5)
-    tuned = (probabilities >= thresholds).astype(np.uint8)
-    present = np.flatnonzero(valid_labels.sum(0) > 0)
-    summary = {"run": run_dir.name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
+    thresholds = decision_thresholds(config, probabilities, valid_labels)
+    micro, macro = f1_micro_macro(valid_labels, probabilities >= thresholds)
+    summary = {"run": run_name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
                "best_valid_loss": round(state["best_loss"], 5),
-               "valid_f1_micro_tuned": float(f1_score(valid_labels, tuned, average="micro",
-                                                      zero_division=0)),
-               "valid_f1_macro_tuned": float(f1_score(valid_labels, tuned, average="macro",
-                                                      zero_division=0, labels=present)),
+               "valid_f1_micro_tuned": micro, "valid_f1_macro_tuned": macro,
                "stopped_early": state["bad_epochs"] >= config.patience,
                "run_dir": str(run_dir)}
     best["thresholds"] = thresholds.tolist()

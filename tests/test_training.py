@@ -111,6 +111,20 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     assert cli.returncode == 2
     assert "unknown optimizer 'lbfgs' in options; choose one of adam, adamw, sgd" in cli.stderr
     assert "Traceback" not in cli.stdout + cli.stderr
+    with pytest.raises(KitError, match="unknown precision 'fp16' in options; choose one of bf16"):
+        TrainConfig().updated({"precision": "fp16"})
+
+
+def test_image_models_train_under_bf16_autocast_unless_fp32_is_asked(workdir):
+    weights = {}
+    for precision in ("bf16", "fp32"):
+        config = TrainConfig(**{**TINY, "epochs": 1, "precision": precision})
+        train(config, Workdir(workdir), f"precision-{precision}")
+        weights[precision] = torch.load(Workdir(workdir).run(f"precision-{precision}") / "best.pt",
+                                        weights_only=False)["model_state"]["features.0.weight"]
+    assert not torch.allclose(weights["bf16"], weights["fp32"], atol=1e-6)
+    assert TrainConfig(precision="bf16").bf16_training
+    assert not TrainConfig(precision="bf16", frozen=True).bf16_training   # embeddings only
 
 
 def test_posters_reach_the_network_channels_last_and_in_the_autocast_dtype():
