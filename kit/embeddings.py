@@ -70,7 +70,7 @@ class Embedder:
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.array(images)).float().div_(255)
+        batch = torch.from_numpy(np.array(images))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             pixels = self.model.preprocess(view(batch, self.view))
             features = self.model.network(pixels)

@@ -270,10 +270,9 @@ def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
 
 
 def to_batch(inputs: torch.Tensor) -> torch.Tensor:
-    """uint8 posters become floats in [0, 1]; float16 embeddings become float32."""
-    if inputs.dtype == torch.uint8:
-        return inputs.float().div_(255)
-    return inputs.float()
+    """uint8 posters go to the model as they are (it normalises them); float16 embeddings
+    become float32."""
+    return inputs if inputs.dtype == torch.uint8 else inputs.float()
 
 
 @torch.no_grad()

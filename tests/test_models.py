@@ -9,6 +9,11 @@ from kit.models.lenet import ConvAvgPool
 from kit.models.pretrained import LITE_PRESETS, lite_weights
 
 
+def posters(*shape: int) -> torch.Tensor:
+    """Random uint8 posters, what every model takes."""
+    return torch.randint(0, 256, shape, dtype=torch.uint8)
+
+
 def test_lenet_follows_the_report():
     model = create_model("lenet", 19, dropout=0.25)
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
@@ -20,7 +25,7 @@ def test_lenet_follows_the_report():
     assert [l.out_features for l in linears] == [240, 168, 19]
     kinds = [type(m).__name__ for m in model.head]
     assert kinds == ["Flatten", "Linear", "Dropout", "ReLU", "Linear", "Dropout", "ReLU", "Linear"]
-    assert model(torch.rand(2, 3, 345, 230)).shape == (2, 19)
+    assert model(posters(2, 3, 345, 230)).shape == (2, 19)
 
 
 def test_fused_conv_and_pool_equal_a_convolution_then_an_average_pool():
@@ -39,7 +44,7 @@ def test_fused_conv_and_pool_equal_a_convolution_then_an_average_pool():
 
 
 def test_lenet_refuses_an_input_too_small_for_its_four_blocks():
-    assert create_model("lenet", 3, input_size=(76, 76))(torch.rand(1, 3, 76, 76)).shape == (1, 3)
+    assert create_model("lenet", 3, input_size=(76, 76))(posters(1, 3, 76, 76)).shape == (1, 3)
     with pytest.raises(ValueError, match="too small"):
         create_model("lenet", 3, input_size=(75, 100))
 
@@ -56,7 +61,13 @@ def test_registry_and_unknown_names():
 def test_any_timm_model_gets_a_resized_head_and_its_own_input_size():
     model = create_model("timm:mobilenetv3_small_050", 7)
     assert model.preprocess.size == (224, 224)
-    assert model(torch.rand(2, 3, 345, 230)).shape == (2, 7)
+    batch = posters(2, 3, 345, 230)
+    assert model(batch).shape == (2, 7)
+    resized = torch.nn.functional.interpolate(batch.float() / 255, size=(224, 224),
+                                              mode="bilinear", antialias=True)
+    mean, std = model.preprocess.mean, model.preprocess.std
+    torch.testing.assert_close(model.preprocess(batch), (resized - mean) / std,
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("preset", sorted(LITE_PRESETS))
