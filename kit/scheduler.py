@@ -15,11 +15,9 @@ from kit.errors import KitError
 
 SCHEDULERS = ("local", "processes", "inline")   # or tcp://host:port
 TASK_RETRIES = 3
-# Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's dynamic mmap threshold:
-# every decoded poster buffer is then mmap'd and page-faulted afresh, and decoding runs 1.5x
-# slower than in a plain process. The worker's stack sampler (every 10 ms) costs a little more.
-LOCAL_CLUSTER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                        "distributed.worker.profile.enabled": False}
+# The worker's stack sampler (every 10 ms) slows shard jobs a little. (Dask also sets
+# MALLOC_TRIM_THRESHOLD_ in its workers; the jobs override it, see kit.memory.keep_freed_memory.)
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def check_scheduler(scheduler: str) -> str:

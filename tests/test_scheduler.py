@@ -68,15 +68,6 @@ def test_embeddings_on_the_cluster_equal_the_single_process_ones(competition):
     np.testing.assert_allclose(cluster.features(np.arange(len(store))), expected, atol=1e-3)
 
 
-def malloc_trim_setting(_):
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
-
-
-def test_local_cluster_workers_keep_glibcs_dynamic_mmap_threshold():
-    # Dask would set MALLOC_TRIM_THRESHOLD_ in its workers, which slows decoding 1.45x.
-    assert list(run_jobs(malloc_trim_setting, [0, 1], "local", workers=2)) == [None, None]
-
-
 def test_bad_scheduler_is_a_clear_error(tmp_path):
     check_scheduler("tcp://10.0.0.1:8786")
     with pytest.raises(KitError, match="unknown --scheduler 'yarn'"):
