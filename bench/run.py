@@ -325,8 +325,9 @@ def scoring_section(args, work: Path, results: dict) -> None:
 
 
 def estimates_section(args, work: Path, results: dict) -> None:
-    if not {"preprocessing", "embedding", "preprocessing_real"} <= set(results):
-        print("estimates need the preprocessing and embedding sections")
+    if not {"preprocessing", "embedding", "preprocessing_real", "pretrained_vs_random"} <= set(
+            results):
+        print("estimates need the preprocessing, embedding and pretrained sections")
         return
     largest = results["preprocessing"][-1]
     store_per_1000 = largest["store_mb_per_1000"]
