@@ -133,7 +133,8 @@ def pretrained_vs_random(workdir: str) -> dict:
     wd = Workdir(workdir)
     key = load_answers(Competition.find(wd).folder / "private" / "answers.csv")
     out = {}
-    for label, model in (("imagenet", "efficientnet_lite0"), ("random", "timm:tf_efficientnet_lite0")):
+    for label, model in (("imagenet", "efficientnet_lite0"),
+                         ("random", "timm:tf_efficientnet_lite0")):
         config = TrainConfig(model=model, frozen=True, optimizer="adamw", lr=1e-3, batch_size=64,
                              epochs=40, patience=8, dropout=0.2, weight_decay=1e-4)
         train(config, wd, f"bench-{label}", resume=True, scheduler="inline")

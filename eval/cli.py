@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SubmissionError as error:
-        console.print(f"[bold red]invalid submission[/] {escape(str(getattr(args, 'submission', '')))}:")
+        submission = escape(str(getattr(args, "submission", "")))
+        console.print(f"[bold red]invalid submission[/] {submission}:")
         for problem in error.problems:
             console.print(f"  - {escape(problem)}", soft_wrap=True)
         return 2

@@ -66,6 +66,7 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
     return {"baseline": Path(baseline).stem, "dataset": prepared["dataset"],
             "competition": competition["competition"], "run": name,
             "epochs_run": trained["epochs_run"], "submission": submission["submission"],
-            "score": str(score_path), "poster_grid": str(grid), "public_f1_micro": public["f1_micro"],
-            "public_f1_macro": public["f1_macro"], "public_accuracy": public["accuracy"],
+            "score": str(score_path), "poster_grid": str(grid),
+            "public_f1_micro": public["f1_micro"], "public_f1_macro": public["f1_macro"],
+            "public_accuracy": public["accuracy"],
             "beats_references": public["beats_references"]}

@@ -68,7 +68,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     board = build_leaderboard(paths, key, out, resamples=resamples,
                               title="Balancing strategies compared", extra_figures=audits)
     rows = [e for e in board["entries"] if not e["reference"]]
-    return {"competition": contest.name, "strategies": chosen, "report": str(out / "leaderboard.md"),
+    return {"competition": contest.name, "strategies": chosen,
+            "report": str(out / "leaderboard.md"),
             "html": str(out / "leaderboard.html"),
             "best": rows[0]["name"] if rows else None,
             "results": {e["name"]: {"f1_micro": e["public"]["f1_micro"],

@@ -140,7 +140,8 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
             stray.unlink(missing_ok=True)
         folders.append(out)
         jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, pretrained,
-                          str(out), batch_size) for s in shards if not _committed(out, s, digests[s])]
+                          str(out), batch_size)
+                 for s in shards if not _committed(out, s, digests[s])]
     if jobs:
         from kit.models.pretrained import feature_extractor
         feature_extractor(backbone, pretrained)       # fail fast, before any worker starts

@@ -55,7 +55,8 @@ def ids_hash(ids) -> str:
     return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
-def stratified_halves(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_halves(labels: np.ndarray, fraction: float, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Split row positions into (rest, held-out ``fraction``), stratified over all labels."""
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     rest, held = next(splitter.split(np.zeros(len(labels)), labels))
@@ -141,7 +142,8 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
         raise KitError(f"no genre has at least --min-support {options.min_support} films "
                        f"among {len(films)}; lower --min-support or add data")
     kept = set(genres)
-    films["genres"] = ["|".join(g for g in text.split("|") if g in kept) for text in films["genres"]]
+    films["genres"] = ["|".join(g for g in text.split("|") if g in kept)
+                       for text in films["genres"]]
     no_genre = int((films["genres"] == "").sum())
     films = films[films["genres"] != ""].reset_index(drop=True)
     sizes = _part_sizes(len(films), options)
@@ -245,7 +247,8 @@ class Competition:
         return pd.read_csv(self.public / "train.csv", dtype=str, keep_default_na=False)
 
     def test_ids(self) -> list[str]:
-        return pd.read_csv(self.public / "test.csv", dtype=str, keep_default_na=False)["id"].tolist()
+        test = pd.read_csv(self.public / "test.csv", dtype=str, keep_default_na=False)
+        return test["id"].tolist()
 
     def normalisation(self) -> dict:
         return read_json(self.public / "normalization.json")

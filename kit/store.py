@@ -69,7 +69,8 @@ def build_shard(job: ShardJob) -> dict:
             failed.append({**record, "reason": error.reason, "detail": error.detail})
             continue
         except OSError as error:
-            failed.append({**record, "reason": "unreadable", "detail": error.strerror or str(error)})
+            failed.append({**record, "reason": "unreadable",
+                           "detail": error.strerror or str(error)})
             continue
         rows.append({**record, "row": len(rows)})
     base = Path(job.store_dir) / shard_name(job.shard)

@@ -64,7 +64,8 @@ def rng():
     return np.random.default_rng(0)
 
 
-TEST_SIZE = "115x77"   # the smallest that still fits LeNet's four conv/pool blocks, a third of 345x230
+# The smallest size that still fits LeNet's four conv/pool blocks, a third of 345x230.
+TEST_SIZE = "115x77"
 
 
 @pytest.fixture(scope="session")

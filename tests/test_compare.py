@@ -1,5 +1,3 @@
-import pandas as pd
-
 from kit.compare import compare
 from kit.training import TrainConfig
 from kit.workdir import Workdir

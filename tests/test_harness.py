@@ -8,7 +8,6 @@ from sklearn.metrics import f1_score
 from eval.answers import load_answers
 from eval.metrics import bootstrap_f1, score
 from eval.scoring import score_submission
-from kit.labels import encode
 
 
 def test_metrics_agree_with_scikit_learn_on_random_data():

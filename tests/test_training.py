@@ -141,7 +141,8 @@ def test_posters_reach_the_network_channels_last_and_in_the_autocast_dtype():
         model.preprocess(posters.float() / 255)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         pixels = model.preprocess(batch)
-    assert pixels.dtype == torch.bfloat16 and pixels.is_contiguous(memory_format=torch.channels_last)
+    assert pixels.dtype == torch.bfloat16
+    assert pixels.is_contiguous(memory_format=torch.channels_last)
     convolutions = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last)
                                 for w in convolutions)
