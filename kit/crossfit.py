@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from kit.console import console, table
-from kit.errors import KitError
 from kit.files import write_json
 from kit.models.ensemble import Ensemble
 from kit.splits import Competition
@@ -28,17 +27,17 @@ from kit.training import (TrainConfig, build_model, decision_thresholds, f1_micr
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
                 resume: bool = False, scheduler: str = "local") -> dict:
     """Train one model per fold, then save their ensemble with out-of-fold thresholds."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise KitError("a cross-fitted run (folds > 1) trains its folds one after another; "
-                       "start it without torchrun")
-    summaries, checkpoints = [], []
+    main = int(os.environ.get("RANK", "0")) == 0    # under torchrun every rank trains each fold
+    summaries = []
     for fold in range(config.folds):
-        console.rule(f"{run_name}: fold {fold + 1} of {config.folds}")
-        fold_dir = run_dir / f"fold-{fold + 1}"
-        summaries.append(train_run(config, competition, fold_dir, f"{run_name}/fold-{fold + 1}",
-                                   resume, scheduler, fold))
-        checkpoints.append(torch.load(fold_dir / "best.pt", map_location="cpu",
-                                      weights_only=False))
+        if main:
+            console.rule(f"{run_name}: fold {fold + 1} of {config.folds}")
+        summaries.append(train_run(config, competition, run_dir / f"fold-{fold + 1}",
+                                   f"{run_name}/fold-{fold + 1}", resume, scheduler, fold))
+    if not main:
+        return None
+    checkpoints = [torch.load(run_dir / f"fold-{fold + 1}" / "best.pt", map_location="cpu",
+                              weights_only=False) for fold in range(config.folds)]
     genres = checkpoints[0]["genres"]
     members = []
     for fold, checkpoint in enumerate(checkpoints):

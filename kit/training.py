@@ -353,11 +353,15 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json; with
     ``config.folds`` > 1, one such run per fold and their ensemble (``kit/crossfit.py``)."""
     competition = Competition.find(workdir, competition_name)
-    if config.folds > 1:
-        from kit.crossfit import train_folds
-        return train_folds(config, competition, workdir.run(run_name), run_name, resume,
-                           scheduler)
-    return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
+    try:
+        if config.folds > 1:
+            from kit.crossfit import train_folds
+            return train_folds(config, competition, workdir.run(run_name), run_name, resume,
+                               scheduler)
+        return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
+    finally:
+        if dist.is_initialized():     # joined by train_run under torchrun; one group per process
+            dist.destroy_process_group()
 
 
 def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
@@ -448,7 +452,6 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
         if env.main else None
     if env.world > 1:
         dist.barrier()
-        dist.destroy_process_group()
     return summary
 
 

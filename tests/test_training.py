@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -226,19 +227,24 @@ def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
     assert best.lr == pytest.approx(result["best_lr"]) and best.dropout == result["best_dropout"]
 
 
-def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path):
+@pytest.mark.parametrize("folds", [1, 2])
+def test_torchrun_trains_data_parallel_on_two_processes(workdir, folds):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_port=29517", "-m", "kit", "train", "--workdir", str(workdir),
-               "--name", "ddp", "--epochs", "1", "--balance", "sampler", "--batch-size", "8"]
+               f"--master_port={29516 + folds}", "-m", "kit", "train", "--workdir", str(workdir),
+               "--name", "ddp", "--epochs", "1", "--balance", "sampler", "--batch-size", "8",
+               "--folds", str(folds)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    log = pd.read_csv(Workdir(workdir).run("ddp") / "log.csv")
-    assert len(log) == 1
+    run = Workdir(workdir).run("ddp")
+    runs = [run] if folds == 1 else [run / f"fold-{i}" for i in range(1, folds + 1)]
+    assert all(len(pd.read_csv(r / "log.csv")) == 1 for r in runs)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary.get("folds", 1) == folds
+    assert len(torch.load(run / "best.pt", weights_only=False)["thresholds"]) > 0
 
 
-def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path,
-                                                                          monkeypatch):
+def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path):
     from kit.embeddings import embed_store
     from kit.models.ensemble import Ensemble
     from kit.splits import Competition
@@ -270,9 +276,6 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert train(config, Workdir(workdir), "xfit", resume=True)["folds"] == 3
     with pytest.raises(KitError, match="'xfit/fold-1' exists"):
         train(config, Workdir(workdir), "xfit")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(KitError, match="without torchrun"):
-        train(config, Workdir(workdir), "xfit-ddp")
 
 
 @pytest.mark.parametrize("folds", [0, 1.5, True, "3"])
