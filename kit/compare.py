@@ -29,8 +29,10 @@ STRATEGIES = {
 
 def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = None,
             competition: str | None = None, submissions: str = "submissions",
-            prefix: str = "compare", resamples: int = 1000, scheduler: str = "local") -> dict:
-    """Train, predict and score every strategy; write the comparison report."""
+            prefix: str = "compare", resamples: int = 1000, scheduler: str = "local"
+            ) -> dict | None:
+    """Train, predict and score every strategy; write the comparison report (None on torchrun
+    ranks other than 0, which train along)."""
     from eval.answers import load_answers
     from eval.leaderboard import build_leaderboard
 
@@ -54,6 +56,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         console.rule(f"strategy {strategy}")
         runs[strategy] = train(config, workdir, run, contest.name, resume=True,
                                scheduler=scheduler)
+        if runs[strategy] is None:  # torchrun ranks other than 0 train along, rank 0 reports
+            continue
         for variant, raw in (("tuned", False), ("at-0.5", True)):
             paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
                                       raw=raw)["submission"]))
@@ -64,6 +68,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
                                  train_labels, genres, plan, out / "audits", config.seed)
         audits[f"audit {strategy}: films per genre"] = Path(report["figures"][0])
         audits[f"audit {strategy}: genres per film"] = Path(report["figures"][1])
+    if not paths:
+        return None
     key = load_answers(contest.folder / "private" / "answers.csv")
     board = build_leaderboard(paths, key, out, resamples=resamples,
                               title="Balancing strategies compared", extra_figures=audits)

@@ -40,8 +40,9 @@ def to_toml(values: dict) -> str:
 
 def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int, epochs: int,
                   lr_bounds: tuple[float, float] = (1e-4, 1e-2), seed: int = 0,
-                  competition: str | None = None) -> dict:
-    """Run ``trials`` trials of ``epochs`` epochs; save the table and the best configuration."""
+                  competition: str | None = None) -> dict | None:
+    """Run ``trials`` trials of ``epochs`` epochs; save the table and the best configuration
+    (None on torchrun ranks other than 0)."""
     low, high = lr_bounds
     if not 0 < low < high:
         raise KitError(f"--lr-range must be two increasing positive numbers, got {low} {high}")
@@ -56,11 +57,15 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
         console.print(f"[bold]trial {trial + 1}/{trials}[/]: lr {lr:.2e}, dropout {dropout}")
         summary = train(trial_config, workdir, f"{name}-trial{trial:02d}", competition,
                         resume=True)
+        if summary is None:         # torchrun ranks other than 0 train along, rank 0 records
+            continue
         rows.append({"trial": trial, "lr": lr, "dropout": dropout,
                      "best_valid_loss": summary["best_valid_loss"],
                      "valid_f1_micro_tuned": summary["valid_f1_micro_tuned"],
                      "valid_f1_macro_tuned": summary["valid_f1_macro_tuned"],
                      "run": summary["run"]})
+    if not rows:
+        return None
     frame = pd.DataFrame(rows)
     best = frame.loc[frame["best_valid_loss"].idxmin()]
     out = workdir.root / "searches" / name

@@ -7,6 +7,7 @@ Reads only the competition's ``public/`` folder. Every epoch is seeded from (see
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import time
@@ -177,12 +178,16 @@ class Distributed:
 
 
 def start_distributed() -> Distributed:
-    """Join the torchrun process group when launched by torchrun (gloo: CPU-only)."""
+    """Join the torchrun process group when launched by torchrun (gloo: CPU-only).
+
+    Joined once per process and left at exit: the runs of a search, a comparison or a cross-fit
+    share it (gloo cannot be re-joined after leaving within one torchrun launch)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Distributed()
     if not dist.is_initialized():
         dist.init_process_group("gloo")
+        atexit.register(dist.destroy_process_group)
     return Distributed(dist.get_rank(), dist.get_world_size())
 
 
@@ -353,15 +358,11 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json; with
     ``config.folds`` > 1, one such run per fold and their ensemble (``kit/crossfit.py``)."""
     competition = Competition.find(workdir, competition_name)
-    try:
-        if config.folds > 1:
-            from kit.crossfit import train_folds
-            return train_folds(config, competition, workdir.run(run_name), run_name, resume,
-                               scheduler)
-        return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
-    finally:
-        if dist.is_initialized():     # joined by train_run under torchrun; one group per process
-            dist.destroy_process_group()
+    if config.folds > 1:
+        from kit.crossfit import train_folds
+        return train_folds(config, competition, workdir.run(run_name), run_name, resume,
+                           scheduler)
+    return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
 
 
 def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,

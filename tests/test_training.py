@@ -227,21 +227,38 @@ def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
     assert best.lr == pytest.approx(result["best_lr"]) and best.dropout == result["best_dropout"]
 
 
-@pytest.mark.parametrize("folds", [1, 2])
-def test_torchrun_trains_data_parallel_on_two_processes(workdir, folds):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               f"--master_port={29516 + folds}", "-m", "kit", "train", "--workdir", str(workdir),
-               "--name", "ddp", "--epochs", "1", "--balance", "sampler", "--batch-size", "8",
-               "--folds", str(folds)]
+TORCHRUN_COMMANDS = {
+    "train": ["train", "--name", "ddp-train", "--epochs", "1", "--balance", "sampler"],
+    "cross-fit": ["train", "--name", "ddp-cross-fit", "--epochs", "1", "--folds", "2"],
+    "search": ["search", "--name", "ddp-search", "--trials", "2", "--trial-epochs", "1"],
+    "compare": ["compare", "--prefix", "ddp-compare", "--strategies", "none", "sampler",
+                "--epochs", "1", "--bootstrap", "20", "--submissions", "{tmp}"],
+}
+
+
+@pytest.mark.parametrize("command", TORCHRUN_COMMANDS)
+def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, command):
+    port = 29517 + list(TORCHRUN_COMMANDS).index(command)
+    argv = [a.format(tmp=tmp_path) for a in TORCHRUN_COMMANDS[command]]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+              f"--master_port={port}", "-m", "kit", *argv, "--workdir", str(workdir),
+              "--batch-size", "8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    finished = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    run = Workdir(workdir).run("ddp")
-    runs = [run] if folds == 1 else [run / f"fold-{i}" for i in range(1, folds + 1)]
-    assert all(len(pd.read_csv(r / "log.csv")) == 1 for r in runs)
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary.get("folds", 1) == folds
-    assert len(torch.load(run / "best.pt", weights_only=False)["thresholds"]) > 0
+    runs = Workdir(workdir).runs
+    logs = sorted(runs.glob(f"ddp-{command}*/**/log.csv"))
+    assert len(logs) == {"train": 1, "cross-fit": 2, "search": 2, "compare": 2}[command]
+    assert all(len(pd.read_csv(log)) == 1 for log in logs)
+    if command == "cross-fit":
+        ensemble = runs / "ddp-cross-fit"
+        assert json.loads((ensemble / "summary.json").read_text())["folds"] == 2
+        assert len(torch.load(ensemble / "best.pt", weights_only=False)["thresholds"]) > 0
+    if command == "search":
+        trials = Workdir(workdir).root / "searches" / "ddp-search" / "trials.csv"
+        assert len(pd.read_csv(trials)) == 2
+    if command == "compare":
+        assert len(list(tmp_path.glob("ddp-compare-*.csv"))) == 4   # 2 strategies, 2 variants
 
 
 def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path):
