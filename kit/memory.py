@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3     # mallopt parameters of glibc's malloc.h
 KEEP_BYTES = 1 << 30
@@ -19,6 +20,8 @@ def keep_freed_memory() -> bool:
     embedding batch on 2 cores. The process keeps its peak memory instead. Returns whether the
     allocator took the setting (False where the C library is not glibc).
     """
+    if not sys.platform.startswith("linux"):
+        return False
     mallopt = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt", None)
     if mallopt is None:
         return False
