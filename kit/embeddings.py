@@ -21,7 +21,6 @@ import torch
 from kit.console import progress
 from kit.errors import KitError
 from kit.files import atomic_path, read_json, write_json
-from kit.memory import keep_freed_memory
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
 
@@ -65,7 +64,6 @@ class Embedder:
                  pretrained: str | None = None):
         from kit.models.pretrained import feature_extractor
         check_settings((view_name,), precision)
-        keep_freed_memory()
         self.view, self.precision = view_name, precision
         self.model = feature_extractor(backbone, pretrained)
         self.model.network.to(memory_format=torch.channels_last)

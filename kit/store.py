@@ -27,7 +27,6 @@ import pandas as pd
 from kit.console import progress
 from kit.errors import KitError
 from kit.files import atomic_path, read_json, write_csv, write_json
-from kit.memory import keep_freed_memory
 from kit.scheduler import check_scheduler, run_jobs
 from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE, PosterError, decode_poster
 
@@ -52,7 +51,6 @@ def shard_name(shard: int) -> str:
 def build_shard(job: ShardJob) -> dict:
     """Decode every poster of ``job`` and write the shard; return its sidecar record."""
     cv2.setNumThreads(1)  # parallelism comes from running shards in separate processes
-    keep_freed_memory()
     height, width = job.size
     pixels = np.empty((len(job.items), 3, height, width), dtype=np.uint8)
     rows, failed = [], []
