@@ -9,7 +9,6 @@ probability of its k models. The fold runs live in ``runs/<name>/fold-<i>/``; th
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,20 +20,21 @@ from kit.files import write_json
 from kit.models.ensemble import Ensemble
 from kit.splits import Competition
 from kit.training import (TrainConfig, build_model, decision_thresholds, f1_micro_macro,
-                          load_weights, save_checkpoint, train_run)
+                          load_weights, save_checkpoint, start_distributed, train_run)
 
 
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
-                resume: bool = False, scheduler: str = "local") -> dict:
-    """Train one model per fold, then save their ensemble with out-of-fold thresholds."""
-    main = int(os.environ.get("RANK", "0")) == 0    # under torchrun every rank trains each fold
+                resume: bool = False, scheduler: str = "local") -> dict | None:
+    """Train one model per fold, then save their ensemble with out-of-fold thresholds (None on
+    torchrun ranks other than 0)."""
+    env = start_distributed()       # under torchrun every rank trains each fold
     summaries = []
     for fold in range(config.folds):
-        if main:
+        if env.main:
             console.rule(f"{run_name}: fold {fold + 1} of {config.folds}")
         summaries.append(train_run(config, competition, run_dir / f"fold-{fold + 1}",
                                    f"{run_name}/fold-{fold + 1}", resume, scheduler, fold))
-    if not main:
+    if not env.main:
         return None
     checkpoints = [torch.load(run_dir / f"fold-{fold + 1}" / "best.pt", map_location="cpu",
                               weights_only=False) for fold in range(config.folds)]
