@@ -74,7 +74,7 @@ def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
     import torch
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
-    from kit.splits import Competition
+    from kit.competition import Competition
     from kit.training import PosterDataset, TrainConfig, build_model, train_one_epoch
     from kit.workdir import Workdir
     competition = Competition.find(Workdir(workdir))
@@ -129,7 +129,7 @@ def pretrained_vs_random(workdir: str) -> dict:
     from eval.answers import load_answers
     from eval.scoring import score_submission
     from kit.predict import predict
-    from kit.splits import Competition
+    from kit.competition import Competition
     from kit.training import TrainConfig, train
     from kit.workdir import Workdir
     wd = Workdir(workdir)

@@ -53,7 +53,7 @@ def find_answers(workdir: Workdir, competition: str | None = None,
         if not path.is_file():
             raise KitError(f"answer key {path} does not exist")
         return path
-    from kit.splits import Competition
+    from kit.competition import Competition
     return Competition.find(workdir, competition).folder / "private" / "answers.csv"
 
 

@@ -1,4 +1,5 @@
-"""`python -m eval score|leaderboard|close`: the harness participants trust."""
+"""`python -m eval score|leaderboard|close|rules|participants|serve`: the harness participants
+trust, and the organiser's grading server."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from rich.markup import escape
 
 from eval.answers import find_answers, load_answers
 from eval.metrics import DEFAULT_RESAMPLES
+from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
 from kit.console import console, table
@@ -88,12 +90,13 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-def cmd_close(args) -> int:
-    from kit.splits import Competition
+def cmd_close(args) -> dict:
+    from kit.competition import Competition
     competition = Competition.find(Workdir(args.workdir), args.competition)
-    (competition.folder / "CLOSED").write_text("closed\n")
-    console.print(f"competition {competition.name} is closed: private scores are now shown")
-    return 0
+    competition.closed_marker.write_text("closed\n")
+    console.print(f"competition {competition.name} is closed: private scores are now shown, "
+                  "and the grading server ranks by the private part")
+    return {"competition": competition.name, "closed": True}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,14 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", help="report folder (default: WORKDIR/leaderboard)")
     scoring_options(sub)
 
-    command("close", cmd_close, "close a competition: private scores become visible")
+    sub = command("close", cmd_close, "close a competition: private scores become visible")
+    sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_commands(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        result = args.handler(args)
     except SubmissionError as error:
         submission = escape(str(getattr(args, "submission", "")))
         console.print(f"[bold red]invalid submission[/] {submission}:")
@@ -148,3 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    if isinstance(result, dict):
+        if args.json:
+            sys.stdout.write(json.dumps(result) + "\n")
+        return 0
+    return result or 0

@@ -45,7 +45,7 @@ def draw_grid(path: str | Path, submission_path: str | Path, key: AnswerKey, thr
     """Figure 5 of the report for the public part: posters, true and predicted genres."""
     from kit import plots
     from kit.labels import decode
-    from kit.splits import Competition
+    from kit.competition import Competition
     submission = read_submission(submission_path, key.ids, key.genres)
     rows = key.part("Public")
     rows = np.sort(np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False))

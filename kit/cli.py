@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from kit.console import console, summary
 from kit.errors import KitError
+from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.workdir import DEFAULT_WORKDIR, Workdir
 
 
@@ -51,7 +52,7 @@ def cmd_split(args) -> dict:
 def cmd_audit(args) -> dict:
     from kit import balancing
     from kit.labels import encode
-    from kit.splits import Competition
+    from kit.competition import Competition
     competition = Competition.find(Workdir(args.workdir), args.competition)
     table_ = competition.train_table()
     genres = competition.genres()
@@ -184,10 +185,11 @@ def _scheduler(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error))
 
 
-def add_scheduler_argument(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--scheduler", default="local", type=_scheduler,
-                     help="local (a Dask LocalCluster, default), processes (a plain process "
-                          "pool), inline, or tcp://host:port (an existing Dask cluster)")
+def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "local") -> None:
+    sub.add_argument("--scheduler", default=default, type=_scheduler,
+                     help="local (a Dask LocalCluster), processes (a plain process pool), "
+                          "inline, or tcp://host:port (an existing Dask cluster); default "
+                          "%(default)s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--competition", help="competition name (default: the latest)")
     sub.add_argument("--seed", type=_integer, default=0)
     add_balance_arguments(sub)
+    add_hosted_commands(command, add_scheduler_argument)
     return parser
 
 
@@ -288,11 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
     except KitError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-        return 2
+        for problem in getattr(error, "problems", []):
+            console.print(f"  - {escape(problem)}", soft_wrap=True)
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")
         return 130
-    if result is not None:      # torchrun ranks other than 0 have nothing to report
+    if result is not None:      # None: a torchrun rank other than 0, or a report already printed
         summary(f"kit {args.command}", result, args.json)
     return 0
 

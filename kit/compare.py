@@ -13,7 +13,7 @@ from kit.console import console
 from kit.errors import KitError
 from kit.labels import encode
 from kit.predict import predict
-from kit.splits import Competition
+from kit.competition import Competition
 from kit.training import TrainConfig, train
 from kit.workdir import Workdir
 

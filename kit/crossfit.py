@@ -18,7 +18,7 @@ import torch
 from kit.console import console, table
 from kit.files import write_json
 from kit.models.ensemble import Ensemble
-from kit.splits import Competition
+from kit.competition import Competition
 from kit.training import (TrainConfig, build_model, decision_thresholds, f1_micro_macro,
                           load_weights, save_checkpoint, start_distributed, train_run)
 

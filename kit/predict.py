@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from kit.errors import KitError
 from kit.files import atomic_path
-from kit.splits import Competition
+from kit.competition import Competition
 from kit.training import (PosterDataset, TrainConfig, build_model, embed_for, load_weights,
                           predict_probabilities)
 from kit.workdir import Workdir

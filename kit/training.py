@@ -31,7 +31,8 @@ from kit.labels import encode
 from kit.losses import LOSSES, make_loss
 from kit.memory import keep_freed_memory
 from kit.models.ensemble import Ensemble
-from kit.splits import Competition, stratified_folds
+from kit.competition import Competition
+from kit.splits import stratified_folds
 from kit.workdir import Workdir
 
 try:

@@ -14,6 +14,8 @@ from PIL import Image
 
 from kit.synth import synthesize
 
+pytest_plugins = ["tests.servers"]
+
 
 # Fuzzing budgets: thousands of generated files per CI run, far more under `make fuzz`.
 for _name, _examples in (("ci", 1500), ("fuzz", 20000)):
@@ -81,6 +83,6 @@ def workdir(synthetic_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def competition(workdir):
-    from kit.splits import Competition
+    from kit.competition import Competition
     from kit.workdir import Workdir
     return Competition.find(Workdir(workdir))

@@ -94,7 +94,7 @@ def test_odd_genre_names_survive_split_and_scoring(tmp_path, capsys):
                  "--scheduler", "inline"]) == 0
     assert main(["split", "--workdir", work, "--min-support", "3"]) == 0
     from eval.cli import main as eval_main
-    from kit.splits import Competition
+    from kit.competition import Competition
     from kit.workdir import Workdir
     competition = Competition.find(Workdir(work))
     assert 'Drame, "vrai"' in competition.genres() and "Comédie" in competition.genres()

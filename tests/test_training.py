@@ -201,7 +201,7 @@ def test_epoch_sampler_splits_one_seeded_order_between_processes():
 
 def test_frozen_backbone_head_and_resumable_embedding_cache(workdir):
     from kit.embeddings import embed_store
-    from kit.splits import Competition
+    from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("full", "top"),
                          epochs=2, batch_size=32, lr=0.01)
     summary = train(config, Workdir(workdir), "frozen")
@@ -264,7 +264,7 @@ def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, comma
 def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path):
     from kit.embeddings import embed_store
     from kit.models.ensemble import Ensemble
-    from kit.splits import Competition
+    from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=3, batch_size=32,
                          lr=0.01, folds=3)
     summary = train(config, Workdir(workdir), "xfit")

@@ -1,0 +1,115 @@
+"""`python -m eval rules|participants|serve`: the organiser's side of a hosted competition."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from eval.rules import RANKING_METRICS, read_rules, write_rules
+from kit.competition import Competition
+from kit.console import console, table
+from kit.errors import KitError
+from kit.workdir import Workdir
+
+
+def _competition(args) -> Competition:
+    competition = Competition.find(Workdir(args.workdir), args.competition)
+    if not competition.answers.exists():
+        raise KitError(f"competition {competition.name} has no answer key here "
+                       f"({competition.answers}): only the organiser's work folder can host it")
+    return competition
+
+
+def _database(args, competition: Competition):
+    from eval.server.database import Database, default_url
+    return Database(args.db or os.environ.get("KIT_DATABASE_URL")
+                    or default_url(competition.server))
+
+
+def cmd_rules(args) -> dict:
+    competition = Competition.find(Workdir(args.workdir), args.competition)
+    rules = read_rules(competition.rules_path)
+    if args.no_deadline:
+        rules = replace(rules, deadline=None)
+    rules = rules.updated({
+        "daily_limit": args.daily_limit, "invalid_daily_limit": args.invalid_limit,
+        "final_limit": args.final, "deadline": args.deadline, "metric": args.metric,
+        "max_upload_mb": args.max_upload_mb})
+    write_rules(competition.rules_path, rules)
+    console.print(table(f"rules of {competition.name}", ["rule", "value"],
+                        ((k, "none" if v is None else v) for k, v in rules.as_dict().items())))
+    return {"competition": competition.name, **rules.as_dict()}
+
+
+def cmd_participants(args) -> dict:
+    from eval.server import tokens
+    competition = _competition(args)
+    db = _database(args, competition)
+    try:
+        if args.action == "add":
+            if not args.name:
+                raise KitError("participants add needs a NAME")
+            added = tokens.add_participant(db, args.name, args.team, args.baseline)
+            console.print(f"participant {added['participant']} in team {added['team']}; their "
+                          "token (shown once, give it to them privately):")
+            console.print(added["token"], soft_wrap=True, markup=False)
+            return added
+        if args.action == "revoke":
+            if not args.name:
+                raise KitError("participants revoke needs a NAME")
+            return tokens.revoke_participant(db, args.name)
+        rows = tokens.list_participants(db)
+        console.print(table(f"participants of {competition.name}",
+                            ["participant", "team", "baseline", "revoked", "submissions"],
+                            ([r["participant"], r["team"], r["baseline"], r["revoked"],
+                              r["submissions"]] for r in rows)))
+        return {"participants": rows}
+    finally:
+        db.close()
+
+
+def cmd_serve(args) -> None:
+    from eval.server.app import serve
+    from eval.server.database import default_url
+    competition = _competition(args)
+    if not 0 < args.port < 65536:
+        raise KitError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.workers < 1 or args.queue < 0 or args.body_timeout <= 0:
+        raise KitError("--workers must be at least 1, --queue at least 0 and --body-timeout "
+                       "positive")
+    serve(competition, args.db or os.environ.get("KIT_DATABASE_URL")
+          or default_url(competition.server), args.host, args.port, args.workers, args.queue,
+          args.body_timeout)
+
+
+def add_commands(command) -> None:
+    """Register the organiser's commands on the `python -m eval` parser."""
+    sub = command("rules", cmd_rules, "set or show the competition's rules")
+    sub.add_argument("--daily-limit", type=int, help="scored submissions per team per UTC day")
+    sub.add_argument("--invalid-limit", type=int, help="invalid files per team per UTC day")
+    sub.add_argument("--final", type=int, help="final selections per team")
+    sub.add_argument("--deadline", help="ISO 8601 UTC time, e.g. 2026-12-31T23:59:00Z")
+    sub.add_argument("--no-deadline", action="store_true", help="remove the deadline")
+    sub.add_argument("--metric", choices=RANKING_METRICS, help="ranking metric")
+    sub.add_argument("--max-upload-mb", type=float, help="largest accepted upload in MB")
+    sub.add_argument("--json", action="store_true", help="print the rules as JSON")
+
+    sub = command("participants", cmd_participants, "add, list or revoke participants")
+    sub.add_argument("action", choices=["add", "list", "revoke"])
+    sub.add_argument("name", nargs="?")
+    sub.add_argument("--team", help="team name (default: a team of the participant alone)")
+    sub.add_argument("--baseline", action="store_true",
+                     help="the team is an organiser's baseline, marked as such on the board")
+    sub.add_argument("--db", help="database URL (default: SQLite in the competition's folder)")
+    sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub = command("serve", cmd_serve, "run the grading server")
+    sub.add_argument("--host", default="127.0.0.1")
+    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--db", help="database URL, e.g. postgresql+psycopg://user@host/db "
+                                  "(default: SQLite in the competition's folder)")
+    sub.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                     help="scoring processes (default: cores - 1, at least 1)")
+    sub.add_argument("--queue", type=int, default=8, help="submissions waiting beyond those "
+                                                          "being scored (default: 8)")
+    sub.add_argument("--body-timeout", type=float, default=30.0,
+                     help="seconds an upload may stall before it is cut (default: 30)")

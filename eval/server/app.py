@@ -1,0 +1,112 @@
+"""The FastAPI application and `python -m eval serve`."""
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from eval.server.database import Database
+from eval.server.grader import Grader
+from eval.server.state import ServerState
+from kit.competition import Competition
+
+MULTIPART_OVERHEAD = 64 * 1024     # headers and boundaries around the uploaded file
+SMALL_BODY = 64 * 1024             # every other request
+
+
+class BodyGuard:
+    """ASGI middleware: refuse bodies past the limit (413, by Content-Length or as they stream)
+    and bodies that stall (408: a slow-loris upload is cut after ``timeout`` seconds idle)."""
+
+    def __init__(self, app, limit_for, timeout_for):
+        self.app, self.limit_for, self.timeout_for = app, limit_for, timeout_for
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await _plain(send, 413, f"the request body is larger than {limit:,} bytes")
+        received = 0
+        timeout = self.timeout_for()
+
+        async def guarded_receive():
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), timeout)
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body stalled for {timeout:g} s") from None
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, f"the request body is larger than {limit:,} bytes")
+            return message
+
+        await self.app(scope, guarded_receive, send)
+
+
+async def _plain(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(competition: Competition, db_url: str, workers: int = 2, queue: int = 8,
+               resamples: int = 1000, body_timeout: float = 30.0) -> FastAPI:
+    """The grading server of ``competition`` on the database at ``db_url``."""
+    from eval.server.api import admin_router, router
+    from eval.server.web import add_pages
+
+    db = Database(db_url)
+    server = ServerState(competition, db, Grader(str(competition.answers), workers, queue,
+                                                 resamples), body_timeout)
+    server.fail_stale_pending()
+    server.admin_token()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        server.grader.close()
+        db.close()
+
+    app = FastAPI(title=f"poster-genre-kit: {competition.name}", lifespan=lifespan,
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.kit = server
+    app.include_router(router)
+    app.include_router(admin_router)
+    add_pages(app)
+
+    def limit_for(scope) -> int:
+        if scope["method"] == "POST" and scope["path"] in ("/api/submissions", "/me/submit"):
+            return server.rules().max_upload_bytes + MULTIPART_OVERHEAD
+        return SMALL_BODY
+
+    app.add_middleware(BodyGuard, limit_for=limit_for, timeout_for=lambda: server.body_timeout)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, error: Exception):
+        return JSONResponse({"detail": "the database is unreachable for the moment; nothing was "
+                                       "changed, try again shortly"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    return app
+
+
+def serve(competition: Competition, db_url: str, host: str, port: int, workers: int,
+          queue: int, body_timeout: float) -> None:
+    """Run the server with uvicorn until interrupted."""
+    import uvicorn
+    from kit.console import console
+    app = create_app(competition, db_url, workers, queue, body_timeout=body_timeout)
+    console.print(f"grading server of {competition.name} on http://{host}:{port} "
+                  f"(database {app.state.kit.db.engine.url.render_as_string(hide_password=True)}"
+                  f"; admin token in {competition.server / 'admin-token'})")
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5,
+                h11_max_incomplete_event_size=64 * 1024)

@@ -1,0 +1,93 @@
+"""What every request of one server process shares: the competition, database, grader, rules."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+
+from eval.rules import Rules, read_rules, utc_now
+from eval.server.database import Database, Submission
+from eval.server.grader import Grader
+from eval.server.tokens import admin_token
+from kit.competition import Competition
+
+STALE_PENDING = timedelta(minutes=10)   # a pending row older than this lost its server
+
+
+class DiskFull(Exception):
+    """The upload could not be stored: no space left."""
+
+
+@dataclass
+class ServerState:
+    competition: Competition
+    db: Database
+    grader: Grader
+    body_timeout: float = 30.0
+    _references: dict | None = field(default=None, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def uploads(self) -> Path:
+        return self.competition.server / "uploads"
+
+    def rules(self) -> Rules:
+        """Read on every request, so that `python -m eval rules` applies without a restart."""
+        return read_rules(self.competition.rules_path)
+
+    def closed(self, rules: Rules | None = None) -> bool:
+        rules = rules or self.rules()
+        return self.competition.closed_marker.exists() or rules.past_deadline()
+
+    def admin_token(self) -> str:
+        return admin_token(self.competition.server)
+
+    async def references(self) -> dict:
+        async with self._lock:
+            if self._references is None:
+                self._references = await self.grader.references()
+        return self._references
+
+    def fail_stale_pending(self) -> None:
+        """Pending rows left by a server that died mid-scoring end as failed (not counted)."""
+        cutoff = (utc_now() - STALE_PENDING).replace(tzinfo=None)
+        with self.db.write() as session:
+            session.execute(update(Submission).where(Submission.status == "pending",
+                                                     Submission.created_at < cutoff)
+                            .values(status="failed", problems=["the server stopped while "
+                                                               "scoring; not counted"]))
+
+
+def store_upload(source, folder: Path, limit: int) -> tuple[str, Path, int]:
+    """Copy an uploaded file to ``folder/<sha256>.csv`` (atomically); its hash, path and size.
+
+    DiskFull when the disk is full; nothing half-written is left behind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, temporary = tempfile.mkstemp(prefix=".incoming-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise ValueError("too large")
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        target = folder / f"{digest.hexdigest()}.csv"
+        os.replace(temporary, target)
+    except OSError as error:
+        if error.errno == 28:       # ENOSPC
+            raise DiskFull() from None
+        raise
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return digest.hexdigest(), target, size

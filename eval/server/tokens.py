@@ -1,0 +1,96 @@
+"""Participants, teams and tokens: 32 random bytes shown once, only their SHA-256 stored."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from eval.rules import utc_now
+from eval.server.database import Database, Participant, Submission, Team
+from kit.errors import KitError
+from kit.workdir import safe_name
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def same_token(token: str, stored_hash: str) -> bool:
+    """Constant-time comparison of a presented token with a stored hash."""
+    return hmac.compare_digest(token_hash(token), stored_hash)
+
+
+def admin_token(server_dir: Path) -> str:
+    """The admin token, created (owner-only, 0600) on first use."""
+    path = server_dir / "admin-token"
+    if not path.exists():
+        server_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:       # another server process created it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_token() + "\n")
+    return path.read_text().strip()
+
+
+def _naive_now():
+    return utc_now().replace(tzinfo=None)
+
+
+def add_participant(db: Database, name: str, team: str | None = None,
+                    baseline: bool = False) -> dict:
+    """Register ``name`` in ``team`` (default: a team of their own); the token is shown once."""
+    name, team = safe_name(name), safe_name(team or name)
+    token = new_token()
+    try:
+        with db.write() as session:
+            found = session.scalar(select(Team).where(Team.name == team))
+            if found is None:
+                found = Team(name=team, baseline=baseline, created_at=_naive_now())
+                session.add(found)
+                session.flush()
+            session.add(Participant(name=name, team_id=found.id, token_hash=token_hash(token),
+                                    created_at=_naive_now()))
+    except IntegrityError:
+        raise KitError(f"participant {name!r} already exists") from None
+    return {"participant": name, "team": team, "baseline": baseline, "token": token}
+
+
+def revoke_participant(db: Database, name: str) -> dict:
+    with db.write() as session:
+        found = session.scalar(select(Participant).where(Participant.name == name))
+        if found is None:
+            raise KitError(f"no participant {name!r}")
+        found.revoked = True
+    return {"participant": name, "revoked": True}
+
+
+def list_participants(db: Database) -> list[dict]:
+    with db.reading() as session:
+        counts = dict(session.execute(select(Submission.participant_id, func.count())
+                                      .group_by(Submission.participant_id)).all())
+        rows = session.execute(select(Participant, Team).join(Team)
+                               .order_by(Team.name, Participant.name)).all()
+        return [{"participant": p.name, "team": t.name, "baseline": t.baseline,
+                 "revoked": p.revoked, "submissions": counts.get(p.id, 0),
+                 "created_at": p.created_at.isoformat() + "Z"} for p, t in rows]
+
+
+def find_participant(db: Database, token: str) -> tuple[Participant, Team] | None:
+    """The participant holding ``token`` (revoked ones included), and their team."""
+    with db.reading() as session:
+        row = session.execute(select(Participant, Team).join(Team)
+                              .where(Participant.token_hash == token_hash(token))).first()
+    if row is None or not same_token(token, row[0].token_hash):
+        return None
+    return row[0], row[1]

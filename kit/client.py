@@ -1,0 +1,137 @@
+"""`kit submit`, `kit submissions`, `kit final`: the participant's client of the grading server.
+
+Exit codes: 0 done, 2 invalid file, 3 refused by the rules (limit, deadline, closed), 4 not
+authorised, 1 server unreachable or failing."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from kit.competition import Competition
+from kit.errors import KitError
+from kit.workdir import Workdir
+
+INVALID, RULES, UNAUTHORISED, UNREACHABLE = 2, 3, 4, 1
+
+
+class ClientError(KitError):
+    """A refused or failed request, with the exit code the command ends with."""
+
+    def __init__(self, message: str, exit_code: int, problems: list[str] | None = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.problems = problems or []
+
+
+def token_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "poster-genre-kit" / "token"
+
+
+def find_token(given: str | None) -> str:
+    """--token, else KIT_TOKEN, else the token file (refused when others can read it)."""
+    if given:
+        return given.strip()
+    if os.environ.get("KIT_TOKEN"):
+        return os.environ["KIT_TOKEN"].strip()
+    path = token_file()
+    if path.is_file():
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ClientError(f"the token file {path} can be read by others; run "
+                              f"`chmod 600 {path}` first", UNAUTHORISED)
+        return path.read_text(encoding="utf-8").strip()
+    raise ClientError(f"no token: pass --token, set KIT_TOKEN, or save it in {path} (mode 600)",
+                      UNAUTHORISED)
+
+
+def find_server(given: str | None, competition: Competition) -> str:
+    server = given or competition.info().get("server")
+    if not server:
+        raise ClientError("no server: pass --server URL (the bundle names none)", UNREACHABLE)
+    if not server.startswith(("http://", "https://")):
+        raise ClientError(f"--server must start with http:// or https://, got {server!r}",
+                          UNREACHABLE)
+    return server.rstrip("/")
+
+
+def _request(method: str, url: str, token: str, **options):
+    import httpx
+    try:
+        return httpx.request(method, url, headers={"Authorization": f"Bearer {token}"},
+                             timeout=httpx.Timeout(300.0, connect=10.0), **options)
+    except httpx.HTTPError as error:
+        raise ClientError(f"cannot reach the server {url}: {error or type(error).__name__}",
+                          UNREACHABLE) from None
+
+
+def _refusal(response) -> ClientError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    detail = detail if isinstance(detail, str) else response.reason_phrase
+    code = response.status_code
+    if code == 401:
+        return ClientError(f"not authorised: {detail}", UNAUTHORISED)
+    if code in (403, 409, 429):
+        return ClientError(f"refused by the rules: {detail}", RULES)
+    if code == 404:
+        return ClientError(detail, INVALID)
+    if code in (413, 422):
+        return ClientError(f"invalid submission: {detail}", INVALID, body.get("problems"))
+    return ClientError(f"the server answered {code}: {detail}", UNREACHABLE)
+
+
+def check_file(path: str, competition: Competition) -> str:
+    """Validate the CSV locally with the harness's parser, so an invalid file costs no upload."""
+    from eval.submission import SubmissionError, read_submission
+    try:
+        return read_submission(path, competition.test_ids(), competition.genres()).kind
+    except SubmissionError as error:
+        raise ClientError(f"invalid submission {path}", INVALID, error.problems) from None
+
+
+def submit(workdir: Workdir, path: str, server: str | None, token: str | None, message: str,
+           competition: str | None, check_only: bool = False) -> dict:
+    """Check ``path`` locally, then upload it; the server's score, rank and remaining quota."""
+    found = Competition.find(workdir, competition)
+    kind = check_file(path, found)
+    if check_only:
+        return {"submission": path, "valid": True, "kind": kind}
+    url, token = find_server(server, found), find_token(token)
+    with open(path, "rb") as handle:
+        response = _request("POST", f"{url}/api/submissions", token,
+                            files={"file": (Path(path).name, handle, "text/csv")},
+                            data={"message": message})
+    if response.status_code != 201:
+        raise _refusal(response)
+    body = response.json()
+    return {"submission": path, "id": body["id"], "metric": body["metric"],
+            "public_score": body["score"], "interval": body["interval"], "rank": body["rank"],
+            "remaining_today": body["remaining_today"], "resets_at": body["resets_at"]}
+
+
+def submissions(workdir: Workdir, server: str | None, token: str | None,
+                competition: str | None) -> dict:
+    """The team's own submissions with their public scores."""
+    found = Competition.find(workdir, competition)
+    url, token = find_server(server, found), find_token(token)
+    response = _request("GET", f"{url}/api/submissions", token)
+    if response.status_code != 200:
+        raise _refusal(response)
+    return response.json()
+
+
+def select_final(workdir: Workdir, submission_id: int, final: bool, server: str | None,
+                 token: str | None, competition: str | None) -> dict:
+    """Select (or unselect) one of the team's submissions for the private leaderboard."""
+    found = Competition.find(workdir, competition)
+    url, token = find_server(server, found), find_token(token)
+    response = _request("PUT", f"{url}/api/submissions/{submission_id}/final", token,
+                        json={"final": final})
+    if response.status_code != 200:
+        raise _refusal(response)
+    body = response.json()
+    return {"id": body["id"], "final": body["final"], "score": body["score"]}
