@@ -1,0 +1,149 @@
+"""The participant bundle: no test label leaves the organiser, and `kit join` trusts nothing."""
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+
+import pandas as pd
+import pytest
+
+from eval.answers import load_answers
+from kit.competition import Competition
+from kit.workdir import Workdir
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def bundle(organiser, capsys):
+    code, data, err = run_cli(capsys, "export", "--workdir", str(organiser), "--server",
+                              "http://127.0.0.1:9")
+    assert code == 0, err
+    return organiser, data
+
+
+def members(path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def test_bundle_holds_no_test_label_and_no_organiser_path(bundle, synthetic_dir):
+    organiser, data = bundle
+    files = members(data["bundle"])
+    competition = Competition.find(Workdir(organiser))
+    key = load_answers(competition.answers)
+    names = {name.split("/", 1)[1] for name in files}
+    assert {n for n in names if not n.startswith("posters/")} == {
+        "README.md", "MANIFEST.sha256", "public/train.csv", "public/test.csv",
+        "public/genres.txt", "public/sample_submission.csv", "public/normalization.json",
+        "public/competition.json"}
+    assert len([n for n in names if n.startswith("posters/")]) == 240
+    test_ids = set(key.ids)
+    sample = pd.read_csv(io.BytesIO(files[f"{competition.name}/public/sample_submission.csv"]),
+                         dtype={"id": str})
+    assert set(sample["id"]) == test_ids
+    assert len(sample.drop(columns="id").drop_duplicates()) == 1     # the prior, the same for all
+    train = pd.read_csv(io.BytesIO(files[f"{competition.name}/public/train.csv"]), dtype=str)
+    assert not set(train["id"]) & test_ids
+    truth = dict(zip(key.ids, pd.read_csv(competition.answers, dtype=str)["genres"]))
+    for name, content in files.items():
+        if name.endswith((".jpg", ".png")):
+            continue
+        text = content.decode()
+        for line in text.splitlines():
+            cells = set(line.replace(",", " ").split())
+            for film in cells & test_ids:
+                assert truth[film] not in line, f"{name} holds the label of test film {film}"
+        for secret in (str(organiser), str(synthetic_dir), "private/", "answers.csv",
+                       "per_genre_counts"):
+            assert secret not in text, f"{name} mentions {secret}"
+
+
+def test_same_competition_same_bytes(bundle, capsys, tmp_path):
+    organiser, first = bundle
+    code, second, _ = run_cli(capsys, "export", "--workdir", str(organiser), "--server",
+                              "http://127.0.0.1:9", "--out", str(tmp_path / "again.tar.gz"))
+    assert code == 0 and second["sha256"] == first["sha256"]
+    zips = [run_cli(capsys, "export", "--workdir", str(organiser), "--out",
+                    str(tmp_path / f"b{i}.zip"))[1]["sha256"] for i in range(2)]
+    assert zips[0] == zips[1]
+
+
+def rewrite(source, target, change):
+    """Copy a bundle member by member, letting ``change(info, data)`` alter or add members."""
+    with tarfile.open(source) as old, tarfile.open(target, "w:gz") as new:
+        for member in old:
+            data = old.extractfile(member).read() if member.isfile() else None
+            for info, content in change(member, data):
+                new.addfile(info, io.BytesIO(content) if content is not None else None)
+    return target
+
+
+def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_path):
+    _, data = bundle
+
+    def changed(member, content):
+        if member.name.endswith("public/train.csv"):
+            content = content.replace(b"train", b"valid", 1)
+            member.size = len(content)
+        yield member, content
+
+    def dropped(member, content):
+        if not member.name.endswith("public/genres.txt"):
+            yield member, content
+
+    def escaping(name):
+        def change(member, content):
+            yield member, content
+            if member.name.endswith("README.md"):
+                extra = tarfile.TarInfo(name)
+                extra.size = 2
+                yield extra, b"x\n"
+        return change
+
+    def linked(member, content):
+        yield member, content
+        if member.name.endswith("README.md"):
+            link = tarfile.TarInfo(member.name.replace("README.md", "posters/evil.jpg"))
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            yield link, None
+
+    cases = {"changed": (changed, "public/train.csv in the bundle was changed"),
+             "dropped": (dropped, "missing public/genres.txt"),
+             "dotdot": (escaping("../../outside.txt"), "escapes its folder"),
+             "absolute": (escaping("/tmp/outside.txt"), "escapes its folder"),
+             "link": (linked, "is a link")}
+    for case, (change, message) in cases.items():
+        target = rewrite(data["bundle"], tmp_path / f"{case}.tar.gz", change)
+        code, _, err = run_cli(capsys, "join", str(target), "--workdir", str(tmp_path / case))
+        assert code == 2 and message in " ".join(err.split()), (case, err)
+        assert not (tmp_path / "outside.txt").exists() and not (tmp_path.parent /
+                                                                 "outside.txt").exists()
+    code, _, err = run_cli(capsys, "join", str(tmp_path / "nope.tar.gz"), "--workdir",
+                           str(tmp_path / "x"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_path):
+    organiser, data = bundle
+    participant = tmp_path / "participant"
+    code, joined, err = run_cli(capsys, "join", data["bundle"], "--workdir", str(participant),
+                                "--scheduler", "inline")
+    assert code == 0, err
+    competition = Competition.find(Workdir(participant))
+    original = Competition.find(Workdir(organiser))
+    assert competition.name == original.name and joined["posters"] == 240
+    assert not competition.answers.exists()
+    assert competition.test_ids() == original.test_ids()
+    store, source = competition.store(), original.store()
+    for film in competition.test_ids()[:5]:
+        assert (store[int(store.positions([film])[0])] ==
+                source[int(source.positions([film])[0])]).all()
+    assert competition.info()["server"] == "http://127.0.0.1:9"
+    again = run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))
+    assert again[0] == 0                                           # joining twice is harmless
+    code, _, err = run_cli(capsys, "join", data["bundle"], "--workdir", str(organiser))
+    assert code == 2 and "answer key" in err
+    manifest = (participant / "bundles" / competition.name / "MANIFEST.sha256").read_text()
+    readme = (participant / "bundles" / competition.name / "README.md").read_bytes()
+    assert f"{hashlib.sha256(readme).hexdigest()}  README.md" in manifest

@@ -1,0 +1,94 @@
+"""The whole hosted competition, organiser and participant in two work folders, the grading
+server a real uvicorn process: export, join, train, predict, submit, finals, close."""
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from eval.cli import main as eval_main
+from tests.conftest import run_cli
+from tests.servers import GradingServer
+from tests.test_server import add
+
+
+@pytest.fixture
+def hosted(organiser, tmp_path):
+    server = GradingServer(organiser, f"sqlite:///{tmp_path / 'grading.db'}")
+    yield server
+    server.stop()
+
+
+def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_path, capsys,
+                                                       monkeypatch):
+    server = hosted.start()
+    db = ["--db", hosted.db_url]
+    assert eval_main(["rules", "--workdir", str(organiser), "--daily-limit", "3",
+                      "--final", "1"]) == 0
+    code, bundle, err = run_cli(capsys, "export", "--workdir", str(organiser), "--server",
+                                server.url)
+    assert code == 0, err
+    token = add(organiser, hosted.db_url, "alice", "red")
+    rival = add(organiser, hosted.db_url, "bob", "blue")
+    participant = tmp_path / "participant"
+    code, joined, err = run_cli(capsys, "join", bundle["bundle"], "--workdir", str(participant))
+    assert code == 0 and joined["server"] == server.url, err
+
+    work = ["--workdir", str(participant)]
+    code, _, err = run_cli(capsys, "train", *work, "--model", "lenet", "--epochs", "1",
+                           "--batch-size", "32", "--name", "lenet", "--workers", "0")
+    assert code == 0, err
+    out = str(participant / "submissions")
+    code, predicted, err = run_cli(capsys, "predict", *work, "--run", "lenet", "--out", out)
+    assert code == 0, err
+    csv = predicted["submission"]
+
+    monkeypatch.setenv("KIT_TOKEN", token)
+    code, sent, err = run_cli(capsys, "submit", csv, *work, "--message", "first try")
+    assert code == 0, err
+    assert sent["rank"] == 1 and sent["remaining_today"] == 2 and 0 <= sent["public_score"] <= 1
+    code, mine, _ = run_cli(capsys, "submissions", *work)
+    assert code == 0 and [s["message"] for s in mine["submissions"]] == ["first try"]
+    code, final, _ = run_cli(capsys, "final", str(sent["id"]), *work)
+    assert code == 0 and final["final"] is True
+
+    # Every refusal is one clear message with its own exit code.
+    broken = tmp_path / "broken.csv"
+    broken.write_text("id,Drama\n1,2\n")
+    code, _, err = run_cli(capsys, "submit", str(broken), *work)
+    assert code == 2 and "missing genre columns" in err
+    code, _, err = run_cli(capsys, "submit", csv, *work, "--token", "wrong")
+    assert code == 4 and "unknown token" in err
+    code, _, err = run_cli(capsys, "final", str(sent["id"] + 99), *work)
+    assert code == 2 and "no submission" in err
+    code, _, err = run_cli(capsys, "submit", csv, *work, "--token", rival, "--server",
+                           "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach" in err
+    assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
+
+    assert eval_main(["close", "--workdir", str(organiser)]) == 0
+    code, _, err = run_cli(capsys, "submit", csv, *work)
+    assert code == 3 and "closed" in err
+    board = httpx.get(f"{server.url}/api/leaderboard").json()
+    assert board["ranked_by"] == "private"
+    teams = [row["team"] for row in board["private"] if not row["reference"]]
+    assert sorted(teams) == ["blue", "red"]
+    assert not (participant / "competitions" / joined["competition"] / "private").exists()
+
+
+def test_token_file_readable_by_others_is_refused(organiser, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("KIT_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    token = tmp_path / "poster-genre-kit" / "token"
+    token.parent.mkdir()
+    token.write_text("secret\n")
+    os.chmod(token, 0o644)
+    sample = next(organiser.glob("competitions/*/public/sample_submission.csv"))
+    code, _, err = run_cli(capsys, "submit", str(sample), "--workdir", str(organiser),
+                           "--server", "http://127.0.0.1:9")
+    assert code == 4 and "chmod 600" in " ".join(err.split())
+    os.chmod(token, 0o600)
+    code, _, err = run_cli(capsys, "submit", str(sample), "--workdir", str(organiser),
+                           "--server", "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach" in err
