@@ -7,7 +7,7 @@ DATA ?=
 BASELINE ?= lenet
 COMPARE ?= lite0-frozen
 
-.PHONY: setup test baseline leaderboard compare bench stress fuzz clean
+.PHONY: setup services test baseline leaderboard compare bench stress fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -17,7 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-test: setup
+services:
+	@bash scripts/install-test-services.sh
+
+test: setup services
 	$(PY) -m pytest -q
 
 baseline: setup

@@ -76,3 +76,22 @@ def score_submission(path: str | Path, key: AnswerKey, threshold: float = 0.5,
     return {"submission": str(path), "competition": key.competition.name,
             "kind": submission.kind, "threshold": threshold, "genres": key.genres,
             "private_shown": show_private, **parts}
+
+
+def tied_with_best(key: AnswerKey, paths: list[str | Path], usage: str = "Public",
+                   metric: str = "f1_macro", threshold: float = 0.5,
+                   resamples: int = DEFAULT_RESAMPLES) -> list[bool]:
+    """For submissions ranked best first: is each one statistically tied with the first?
+
+    Paired bootstrap on ``usage``'s films: tied when the 95% interval of (best - other) covers
+    zero. Only micro and macro F1 have intervals; other metrics tie nothing."""
+    average = {"f1_macro": "macro", "f1_micro": "micro"}.get(metric)
+    if average is None or not paths:
+        return [False] * len(paths)
+    rows = key.part(usage)
+    truth = key.labels[rows]
+    predicted = [decisions(read_submission(p, key.ids, key.genres).values[rows], threshold)
+                 for p in paths]
+    draws = bootstrap_f1(truth, predicted, resample_count(len(rows), resamples))
+    best = draws[0][average]
+    return [True] + [bool(interval(best - other[average])[0] <= 0) for other in draws[1:]]

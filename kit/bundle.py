@@ -18,7 +18,7 @@ import pandas as pd
 
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import atomic_path, read_json, write_json
+from kit.files import atomic_path, read_json
 from kit.workdir import Workdir, safe_name
 
 PUBLIC_FILES = ("train.csv", "test.csv", "genres.txt", "sample_submission.csv",

@@ -20,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 from kit.console import console, table
 from kit.errors import KitError
 from kit.files import read_json, write_csv, write_json, write_text
-from kit.labels import encode, genre_list
+from kit.labels import encode
 from kit.store import Store
 from kit.workdir import Workdir
 

@@ -23,7 +23,6 @@ def hosted(organiser, tmp_path):
 def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_path, capsys,
                                                        monkeypatch):
     server = hosted.start()
-    db = ["--db", hosted.db_url]
     assert eval_main(["rules", "--workdir", str(organiser), "--daily-limit", "3",
                       "--final", "1"]) == 0
     code, bundle, err = run_cli(capsys, "export", "--workdir", str(organiser), "--server",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -47,6 +49,14 @@ def write_submission(organiser, path, flip=0, seed=0):
     frame.insert(0, "id", key.ids)
     frame.to_csv(path, index=False)
     return path
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def post(server, token, path, message="", name=None):
@@ -196,7 +206,13 @@ def test_restart_after_sigkill_keeps_every_answered_submission(organiser, serve,
         response = post(server, token, write_submission(organiser, tmp_path / f"{i}.csv", 0.1, i))
         assert response.status_code == 201
         answered[response.json()["id"]] = response.json()["score"]
+    workers = children(server.process.pid)
+    assert workers, "the scoring worker should be running"
     server.kill()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "orphaned workers"
     again = serve()
     listing = httpx.get(f"{again.url}/api/submissions",
                         headers={"Authorization": f"Bearer {token}"}).json()

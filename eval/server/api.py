@@ -57,6 +57,7 @@ async def leaderboard_data(server: ServerState) -> dict:
     closed = server.closed(rules)
     references = await server.references()
     public = board.public_rows(server.db)
+    await server.mark_ties(public, rules.metric)
     data = {**competition_status(server), "metric": rules.metric,
             "ranked_by": "private" if closed else "public",
             "public": board.with_references(public, references.get("public", {}), rules.metric)}

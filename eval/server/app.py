@@ -49,6 +49,36 @@ class BodyGuard:
         await self.app(scope, guarded_receive, send)
 
 
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'none'; style-src 'self'; "
+                                 b"img-src 'self' data:; form-action 'self'; base-uri 'none'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the same security headers on every response, pages and API alike."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    header for header in SECURITY_HEADERS if header[0] not in names]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 async def _plain(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -76,7 +106,7 @@ def create_app(competition: Competition, db_url: str, workers: int = 2, queue: i
         db.close()
 
     app = FastAPI(title=f"poster-genre-kit: {competition.name}", lifespan=lifespan,
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     app.state.kit = server
     app.include_router(router)
     app.include_router(admin_router)
@@ -88,6 +118,7 @@ def create_app(competition: Competition, db_url: str, workers: int = 2, queue: i
         return SMALL_BODY
 
     app.add_middleware(BodyGuard, limit_for=limit_for, timeout_for=lambda: server.body_timeout)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

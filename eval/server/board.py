@@ -45,13 +45,13 @@ def public_rows(db: Database) -> list[dict]:
         found = session.execute(query).all()
     rows = [{"team": r.name, "baseline": r.baseline, "score": r.public_metric,
              "interval": [r.public_low, r.public_high] if r.public_low is not None else None,
-             "entries": r.entries, "last_submission": iso(r.last), "_best_at": r.created_at,
-             "_best_id": r.id} for r in found]
+             "entries": r.entries, "last_submission": iso(r.last), "best": r.id,
+             "_best_at": r.created_at} for r in found]
     rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")),
-                             r["_best_at"], r["_best_id"]))
+                             r["_best_at"], r["best"]))
     _ranks(rows, "score")
     for row in rows:
-        del row["_best_at"], row["_best_id"]
+        del row["_best_at"]
     return rows
 
 
@@ -82,6 +82,15 @@ def private_rows(db: Database, rules: Rules) -> list[dict]:
     for row in rows:
         row["shake_up"] = (row["public_rank"] - row["rank"]) if row["public_rank"] else None
     return rows
+
+
+def best_files(db: Database, rows: list[dict]) -> list[str]:
+    """The stored file (SHA-256) of each row's best submission, in board order."""
+    ids = [row["best"] for row in rows]
+    with db.reading() as session:
+        found = dict(session.execute(select(Submission.id, Submission.sha256)
+                                     .where(Submission.id.in_(ids))).all())
+    return [found[i] for i in ids]
 
 
 def with_references(rows: list[dict], references: dict, metric: str) -> list[dict]:

@@ -24,7 +24,7 @@ def state(request: Request) -> ServerState:
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of ``Authorization: Bearer``, else the web session's; never the query string."""
+    """The token of ``Authorization: Bearer``; never one from the query string."""
     if QUERY_TOKEN_NAMES & {name.lower() for name in request.query_params}:
         raise HTTPException(400, "tokens in the query string are refused (they end up in logs); "
                                  "send the header Authorization: Bearer <token>")
@@ -35,7 +35,7 @@ def bearer_token(request: Request) -> str | None:
             raise HTTPException(401, "the Authorization header must be 'Bearer <token>'",
                                 headers={"WWW-Authenticate": "Bearer"})
         return token.strip()
-    return getattr(request.state, "session_token", None)
+    return None
 
 
 def participant(request: Request) -> Caller:

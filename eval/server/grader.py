@@ -9,12 +9,13 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 
 from eval.answers import load_answers
-from eval.scoring import score_submission
+from eval.scoring import score_submission, tied_with_best
 from eval.submission import SubmissionError
 
 SHOWN_METRICS = ("f1_macro", "f1_micro", "f1_samples", "f1_weighted", "accuracy",
@@ -29,6 +30,15 @@ class QueueFull(Exception):
 
 class GradingFailed(Exception):
     """The worker scoring a submission died or failed; the submission is not counted."""
+
+
+def _follow_parent(parent: int) -> None:
+    """Exit when the server process is gone (a SIGKILLed server must not leave workers)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 @lru_cache(maxsize=4)
@@ -66,6 +76,11 @@ def references(answers: str) -> dict:
             if len(key.part(usage))}
 
 
+def ties(answers: str, paths: list[str], metric: str, resamples: int) -> list[bool]:
+    """Which of the board's best submissions are tied with the leader (runs in a worker)."""
+    return tied_with_best(_key(answers), paths, "Public", metric, resamples=resamples)
+
+
 class Grader:
     """At most ``workers`` files scored at once and ``queue`` more waiting."""
 
@@ -79,7 +94,8 @@ class Grader:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_follow_parent, initargs=(os.getpid(),))
 
     async def run(self, function, *args):
         with self._lock:
@@ -105,6 +121,9 @@ class Grader:
 
     async def references(self) -> dict:
         return await self.run(references, self.answers)
+
+    async def ties(self, paths: list[str], metric: str) -> list[bool]:
+        return await self.run(ties, self.answers, paths, metric, self.resamples)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

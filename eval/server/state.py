@@ -18,6 +18,7 @@ from eval.server.tokens import admin_token
 from kit.competition import Competition
 
 STALE_PENDING = timedelta(minutes=10)   # a pending row older than this lost its server
+TIE_ROWS = 20                           # teams checked for a statistical tie with the leader
 
 
 class DiskFull(Exception):
@@ -31,6 +32,7 @@ class ServerState:
     grader: Grader
     body_timeout: float = 30.0
     _references: dict | None = field(default=None, repr=False)
+    _ties: dict = field(default_factory=dict, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -53,6 +55,22 @@ class ServerState:
             if self._references is None:
                 self._references = await self.grader.references()
         return self._references
+
+    async def mark_ties(self, rows: list[dict], metric: str) -> None:
+        """Set ``tied`` on the board's top rows: not distinguishable from the leader (paired
+        bootstrap on the public part), computed once per set of best submissions."""
+        from eval.server.board import best_files
+        from eval.server.grader import GradingFailed, QueueFull
+        top = rows[:TIE_ROWS]
+        key = (metric, tuple(row["best"] for row in top))
+        if key not in self._ties and top:
+            paths = [str(self.uploads / f"{sha}.csv") for sha in best_files(self.db, top)]
+            try:
+                self._ties = {key: await self.grader.ties(paths, metric)}
+            except (QueueFull, GradingFailed):
+                return
+        for row, tied in zip(top, self._ties.get(key, [])):
+            row["tied"] = tied and row["rank"] != 1
 
     def fail_stale_pending(self) -> None:
         """Pending rows left by a server that died mid-scoring end as failed (not counted)."""
