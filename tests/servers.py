@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -29,8 +30,10 @@ def free_port() -> int:
 class GradingServer:
     """`python -m eval serve` in a subprocess on 127.0.0.1 at a free port."""
 
-    def __init__(self, workdir: Path, db_url: str, *options: str):
-        self.workdir, self.db_url, self.options = workdir, db_url, options
+    def __init__(self, workdir: Path, db_url: str, *options: str, wrapper: str | None = None):
+        """``wrapper``: a shell command line run before the server in the same shell (``sh -c``
+        with ``exec``), e.g. to mount a small file system in a private namespace."""
+        self.workdir, self.db_url, self.options, self.wrapper = workdir, db_url, options, wrapper
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -40,6 +43,9 @@ class GradingServer:
         command = [sys.executable, "-m", "eval", "serve", "--workdir", str(self.workdir),
                    "--port", str(self.port), "--db", self.db_url, "--workers", "1",
                    *self.options]
+        if self.wrapper:
+            command = ["unshare", "-m", "sh", "-c",
+                       f"{self.wrapper} && exec {' '.join(map(shlex.quote, command))}"]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -157,8 +163,10 @@ def serve(organiser, database_url):
     """Start grading servers of the organiser's competition on the test's database."""
     started = []
 
-    def start(*options: str, db_url: str | None = None) -> GradingServer:
-        server = GradingServer(organiser, db_url or database_url, *options).start()
+    def start(*options: str, db_url: str | None = None, wrapper: str | None = None
+              ) -> GradingServer:
+        server = GradingServer(organiser, db_url or database_url, *options,
+                               wrapper=wrapper).start()
         started.append(server)
         return server
 

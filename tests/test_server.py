@@ -220,3 +220,21 @@ def test_restart_after_sigkill_keeps_every_answered_submission(organiser, serve,
     uploads = next(organiser.glob("competitions/*/server/uploads"))
     assert not list(uploads.glob(".incoming-*"))
     assert len(list(uploads.glob("*.csv"))) == 3
+
+
+def test_teams_not_distinguishable_from_the_leader_are_marked_tied(organiser, serve,
+                                                                   database_url, tmp_path):
+    server = serve()
+    tokens = {name: add(organiser, database_url, name) for name in ("lead", "close", "far")}
+    for name, flip in (("lead", 0.10), ("close", 0.11), ("far", 0.6)):
+        path = write_submission(organiser, tmp_path / f"{name}.csv", flip, seed=7)
+        assert post(server, tokens[name], path).status_code == 201
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:        # ties are computed in the background
+        rows = httpx.get(f"{server.url}/api/leaderboard").json()["public"]
+        teams = {r["team"]: r for r in rows if not r["reference"]}
+        if "tied" in teams["far"]:
+            break
+        time.sleep(0.2)
+    assert teams["lead"]["rank"] == 1 and not teams["lead"]["tied"]
+    assert teams["close"]["tied"] is True and teams["far"]["tied"] is False

@@ -40,10 +40,12 @@ class BodyGuard:
             try:
                 message = await asyncio.wait_for(receive(), timeout)
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body stalled for {timeout:g} s") from None
+                raise HTTPException(408, f"the request body stalled for {timeout:g} s",
+                                    headers={"Connection": "close"}) from None
             received += len(message.get("body", b""))
             if received > limit:
-                raise HTTPException(413, f"the request body is larger than {limit:,} bytes")
+                raise HTTPException(413, f"the request body is larger than {limit:,} bytes",
+                                    headers={"Connection": "close"})
             return message
 
         await self.app(scope, guarded_receive, send)

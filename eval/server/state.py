@@ -33,6 +33,7 @@ class ServerState:
     body_timeout: float = 30.0
     _references: dict | None = field(default=None, repr=False)
     _ties: dict = field(default_factory=dict, repr=False)
+    _tie_task: asyncio.Task | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -58,19 +59,26 @@ class ServerState:
 
     async def mark_ties(self, rows: list[dict], metric: str) -> None:
         """Set ``tied`` on the board's top rows: not distinguishable from the leader (paired
-        bootstrap on the public part), computed once per set of best submissions."""
-        from eval.server.board import best_files
-        from eval.server.grader import GradingFailed, QueueFull
+        bootstrap on the public part). Computed in the background once per set of best
+        submissions, so that reading the board never waits for the scoring queue."""
         top = rows[:TIE_ROWS]
         key = (metric, tuple(row["best"] for row in top))
-        if key not in self._ties and top:
-            paths = [str(self.uploads / f"{sha}.csv") for sha in best_files(self.db, top)]
-            try:
-                self._ties = {key: await self.grader.ties(paths, metric)}
-            except (QueueFull, GradingFailed):
-                return
-        for row, tied in zip(top, self._ties.get(key, [])):
-            row["tied"] = tied and row["rank"] != 1
+        if key in self._ties:
+            for row, tied in zip(top, self._ties[key]):
+                row["tied"] = tied and row["rank"] != 1
+        elif top and self._tie_task is None:
+            self._tie_task = asyncio.create_task(self._compute_ties(key, top, metric))
+
+    async def _compute_ties(self, key: tuple, rows: list[dict], metric: str) -> None:
+        from eval.server.board import best_files
+        from eval.server.grader import GradingFailed, QueueFull
+        try:
+            paths = [str(self.uploads / f"{sha}.csv") for sha in best_files(self.db, rows)]
+            self._ties = {key: await self.grader.ties(paths, metric)}
+        except (QueueFull, GradingFailed):
+            pass
+        finally:
+            self._tie_task = None
 
     def fail_stale_pending(self) -> None:
         """Pending rows left by a server that died mid-scoring end as failed (not counted)."""
