@@ -57,6 +57,17 @@ def find_answers(workdir: Workdir, competition: str | None = None,
     return Competition.find(workdir, competition).folder / "private" / "answers.csv"
 
 
+def valid_key(competition) -> AnswerKey:
+    """A key for the valid part, from the public training table: what a participant (who holds
+    no answer key) can score on. Every film is in its "Public" part."""
+    table = competition.train_table()
+    genres = competition.genres()
+    valid = table[table["part"] == "valid"]
+    return AnswerKey(competition.folder, valid["id"].tolist(), encode(valid["genres"], genres),
+                     np.full(len(valid), "Public"), genres,
+                     encode(table.loc[table["part"] == "train", "genres"], genres).mean(0))
+
+
 def load_answers(path: str | Path) -> AnswerKey:
     """Read ``answers.csv`` and, beside it, the competition's genre list and training prior."""
     path = Path(path)

@@ -11,7 +11,7 @@ from rich.markup import escape as escape_markup
 
 from eval.answers import AnswerKey
 from eval.metrics import DEFAULT_RESAMPLES
-from eval.scoring import score_submission
+from eval.scoring import score_submission, tied_with_best
 from eval.submission import SubmissionError
 from kit import plots
 from kit.console import console, table
@@ -48,28 +48,40 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
         except SubmissionError as error:
             invalid.append({"name": path.name, "problems": error.problems})
             continue
-        entries.append({"name": path.name, "result": result})
-    for name, result in key.references("Public").items():
-        entries.append({"name": f"(reference) {name}", "result": {"public": result},
-                        "reference": True})
+        entries.append({"name": path.name, "result": result, "path": path})
+    show_private = reveal_private or key.closed
+    # Once closed, the private part ranks (the final standing); the public rank stays beside it.
+    part = "private" if key.closed and len(key.part("Private")) else "public"
+    for usage in ("Public", "Private") if show_private else ("Public",):
+        for name, result in key.references(usage).items():
+            found = next((e for e in entries if e["name"] == f"(reference) {name}"), None)
+            if found is None:
+                found = {"name": f"(reference) {name}", "result": {}, "reference": True}
+                entries.append(found)
+            found["result"][usage.lower()] = result
     sign = 1 if metric in LOWER_IS_BETTER else -1
-    entries.sort(key=lambda e: sign * (e["result"]["public"].get(metric) or 0.0))
-    for rank, entry in enumerate(entries, 1):
-        entry["rank"] = rank
+    for ranked_part, field in (("public", "public_rank"), (part, "rank")):
+        entries.sort(key=lambda e: sign * (e["result"][ranked_part].get(metric) or 0.0))
+        for rank, entry in enumerate(entries, 1):
+            entry[field] = rank
+    submitted = [e for e in entries if not e.get("reference")]
+    for entry, tied in zip(submitted, tied_with_best(key, [e["path"] for e in submitted],
+                                                     part.capitalize(), metric, threshold,
+                                                     resamples)):
+        entry["tied"] = tied and entry is not submitted[0]
     out.mkdir(parents=True, exist_ok=True)
     figures = {**_figures(entries, key, out), **(extra_figures or {})}
-    show_private = reveal_private or key.closed
     board = {"title": title, "competition": key.competition.name, "metric": metric,
-             "private_shown": show_private,
+             "ranked_by": part, "private_shown": show_private,
              "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
              "figures": {k: os.path.relpath(v, out) for k, v in figures.items()}}
     write_json(out / "leaderboard.json", board)
     write_text(out / "leaderboard.md", _markdown(board, figures, out))
     write_text(out / "leaderboard.html", _html(board, figures))
-    console.print(table(f"{title} of {key.competition.name} by public {metric}",
+    console.print(table(f"{title} of {key.competition.name} by {part} {metric}",
                         ["rank", "submission", *COLUMNS],
-                        ([e["rank"], e["name"], *(e["public"].get(c) for c in COLUMNS)]
-                         for e in board["entries"])))
+                        ([e["rank"], escape_markup(e["name"]) + (" (tied with #1)" if e["tied"] else ""),
+                          *(e[part].get(c) for c in COLUMNS)] for e in board["entries"])))
     for bad in invalid:
         console.print(f"[red]invalid[/] {escape_markup(bad['name'])}: "
                       f"{escape_markup(bad['problems'][0])}", soft_wrap=True)
@@ -79,8 +91,8 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
 
 def _summary(entry: dict, show_private: bool) -> dict:
     result = entry["result"]
-    summary = {"rank": entry["rank"], "name": entry["name"],
-               "reference": entry.get("reference", False),
+    summary = {"rank": entry["rank"], "public_rank": entry["public_rank"], "name": entry["name"],
+               "reference": entry.get("reference", False), "tied": entry.get("tied", False),
                "public": {c: result["public"].get(c) for c in COLUMNS + [
                    "f1_macro_interval", "f1_micro_interval"]},
                "beats_references": result["public"].get("beats_references")}
@@ -137,14 +149,19 @@ def _format(value) -> str:
 def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
+    part = board["ranked_by"]
     lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", "",
-             f"Ranked by public `{board['metric']}`; scored on the natural test distribution.", "",
-             "| rank | submission | " + " | ".join(COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+             f"Ranked by the **{part}** part's `{board['metric']}`"
+             + (" (the competition is closed: the final standing)" if part == "private" else "")
+             + "; scored on the natural test distribution. *tied*: not distinguishable from "
+               "the first (paired bootstrap, 95%).", "",
+             "| rank | public rank | submission | " + " | ".join(COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
     for entry in board["entries"]:
-        lines.append(f"| {entry['rank']} | {cell(entry['name'])} | " +
-                     " | ".join(_format(entry["public"].get(c)) for c in COLUMNS) + " |")
-    if board["private_shown"]:
+        name = cell(entry["name"]) + (" *tied*" if entry["tied"] else "")
+        lines.append(f"| {entry['rank']} | {entry['public_rank']} | {name} | " +
+                     " | ".join(_format(entry[part].get(c)) for c in COLUMNS) + " |")
+    if board["private_shown"] and part == "public":
         lines += ["", "## Private part", "", "| submission | " + " | ".join(COLUMNS) + " |",
                   "|---" * (len(COLUMNS) + 1) + "|"]
         lines += [f"| {cell(e['name'])} | " + " | ".join(_format(e["private"].get(c))
@@ -161,13 +178,16 @@ def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
 
 def _html(board: dict, figures: dict[str, Path]) -> str:
     escape = html.escape
-    head = "".join(f"<th>{escape(c)}</th>" for c in ["rank", "submission", *COLUMNS])
+    part = board["ranked_by"]
+    head = "".join(f"<th>{escape(c)}</th>"
+                   for c in ["rank", "public rank", "submission", *COLUMNS])
     rows = "".join(
-        "<tr>" + f"<td>{entry['rank']}</td><td>{escape(entry['name'])}</td>" +
-        "".join(f"<td>{escape(_format(entry['public'].get(c)))}</td>" for c in COLUMNS) + "</tr>"
+        "<tr>" + f"<td>{entry['rank']}</td><td>{entry['public_rank']}</td>"
+        f"<td>{escape(entry['name'])}{' <em>tied</em>' if entry['tied'] else ''}</td>" +
+        "".join(f"<td>{escape(_format(entry[part].get(c)))}</td>" for c in COLUMNS) + "</tr>"
         for entry in board["entries"])
     private = ""
-    if board["private_shown"]:
+    if board["private_shown"] and part == "public":
         private = "<h2>Private part</h2><table><tr><th>submission</th>" + "".join(
             f"<th>{escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
             f"<tr><td>{escape(e['name'])}</td>" + "".join(
@@ -185,7 +205,10 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
             "td:nth-child(2){text-align:left}img{max-width:100%}</style></head><body>"
             f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
-            f"<p>Ranked by public <code>{escape(board['metric'])}</code>, scored on the natural "
-            f"test distribution.</p><table><tr>{head}</tr>{rows}</table>{private}"
+            f"<p>Ranked by the <b>{part}</b> part's <code>{escape(board['metric'])}</code>"
+            + (" (the competition is closed: the final standing)" if part == "private" else "")
+            + ", scored on the natural test distribution; <em>tied</em>: not distinguishable "
+              f"from the first (paired bootstrap, 95%).</p><table><tr>{head}</tr>{rows}</table>"
+              f"{private}"
             + (f"<h2>Invalid submissions</h2><ul>{invalid}</ul>" if invalid else "")
             + f"{images}</body></html>\n")

@@ -86,7 +86,7 @@ def tied_with_best(key: AnswerKey, paths: list[str | Path], usage: str = "Public
     Paired bootstrap on ``usage``'s films: tied when the 95% interval of (best - other) covers
     zero. Only micro and macro F1 have intervals; other metrics tie nothing."""
     average = {"f1_macro": "macro", "f1_micro": "micro"}.get(metric)
-    if average is None or not paths:
+    if average is None or not paths or resamples < 1:
         return [False] * len(paths)
     rows = key.part(usage)
     truth = key.labels[rows]

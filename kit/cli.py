@@ -89,7 +89,8 @@ def cmd_train(args) -> dict:
 
 def cmd_predict(args) -> dict:
     from kit.predict import predict
-    return predict(Workdir(args.workdir), args.run, args.out, args.name, args.raw)
+    return predict(Workdir(args.workdir), args.run, args.out, args.name, args.raw,
+                   part=args.part)
 
 
 def cmd_search(args) -> dict:
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="submission name (default: the run's)")
     sub.add_argument("--raw", action="store_true",
                      help="raw probabilities, not rescaled to the tuned thresholds")
+    sub.add_argument("--part", choices=["test", "valid"], default="test",
+                     help="films to predict: test (a submission, default) or valid")
 
     sub = command("search", cmd_search, "random search over learning rate and dropout")
     sub.add_argument("--name", default="search", help="search name (default: %(default)s)")

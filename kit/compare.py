@@ -33,7 +33,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             ) -> dict | None:
     """Train, predict and score every strategy; write the comparison report (None on torchrun
     ranks other than 0, which train along)."""
-    from eval.answers import load_answers
+    from eval.answers import load_answers, valid_key
     from eval.leaderboard import build_leaderboard
 
     chosen = strategies or list(STRATEGIES)
@@ -43,6 +43,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
                        f"{', '.join(STRATEGIES)}")
     contest = Competition.find(workdir, competition)
     out = workdir.root / "compare" / contest.name
+    # A participant's work folder holds no answer key: compare on the valid part, and say so.
+    part = "test" if contest.answers.exists() else "valid"
     frame = contest.train_table()
     genres = contest.genres()
     train_labels = encode(frame.loc[frame["part"] == "train", "genres"], genres)
@@ -60,7 +62,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             continue
         for variant, raw in (("tuned", False), ("at-0.5", True)):
             paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
-                                      raw=raw)["submission"]))
+                                      raw=raw, part=part)["submission"]))
         plan = balancing.plan(config.balance, train_labels, valid_labels, config.seed,
                               min_count=config.min_count, target_size=config.target_size,
                               weight_cap=config.weight_cap, genres=genres)
@@ -70,11 +72,18 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         audits[f"audit {strategy}: genres per film"] = Path(report["figures"][1])
     if not paths:
         return None
-    key = load_answers(contest.folder / "private" / "answers.csv")
-    board = build_leaderboard(paths, key, out, resamples=resamples,
-                              title="Balancing strategies compared", extra_figures=audits)
+    if part == "test":
+        key = load_answers(contest.answers)
+        title = "Balancing strategies compared"
+    else:
+        key = valid_key(contest)
+        title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
+                 "thresholds were fit on these films, so tuned scores are optimistic)")
+        console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
+    board = build_leaderboard(paths, key, out, resamples=resamples, title=title,
+                              extra_figures=audits)
     rows = [e for e in board["entries"] if not e["reference"]]
-    return {"competition": contest.name, "strategies": chosen,
+    return {"competition": contest.name, "strategies": chosen, "scored_on": part,
             "report": str(out / "leaderboard.md"),
             "html": str(out / "leaderboard.html"),
             "best": rows[0]["name"] if rows else None,

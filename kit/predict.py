@@ -38,8 +38,12 @@ def load_run(workdir: Workdir, run: str) -> dict:
 
 
 def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
-            name: str | None = None, raw: bool = False, batch_size: int = 64) -> dict:
-    """Write ``out_dir/<name>.csv`` with one probability column per genre for every test id."""
+            name: str | None = None, raw: bool = False, batch_size: int = 64,
+            part: str = "test") -> dict:
+    """Write ``out_dir/<name>.csv`` with one probability column per genre for every film of
+    ``part``: the test ids (a submission), or the valid ids (to score without an answer key)."""
+    if part not in ("test", "valid"):
+        raise KitError(f"--part must be test or valid, got {part!r}")
     checkpoint = load_run(workdir, run)
     config = TrainConfig().updated(checkpoint["config"], f"run {run}")
     competition = Competition.find(workdir, checkpoint["competition"])
@@ -47,7 +51,11 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     if genres != competition.genres():
         raise KitError(f"run {run!r} was trained on other genres than {competition.name}")
     store = competition.store()
-    ids = competition.test_ids()
+    if part == "test":
+        ids = competition.test_ids()
+    else:
+        table = competition.train_table()
+        ids = table.loc[table["part"] == "valid", "id"].tolist()
     positions = store.positions(ids)
     model = build_model(config, len(genres), checkpoint["data_options"], load_pretrained=False)
     load_weights(model, checkpoint["model_state"], f"run {run!r}")
@@ -65,6 +73,7 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     path = Path(out_dir) / f"{name or run}.csv"
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-    return {"run": run, "submission": str(path), "films": len(ids), "genres": len(genres),
+    return {"run": run, "submission": str(path), "part": part, "films": len(ids),
+            "genres": len(genres),
             "calibrated_to_tuned_thresholds": thresholds is not None and not raw,
             "mean_predicted_genres": float((probabilities >= 0.5).sum(1).mean())}

@@ -147,3 +147,19 @@ def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_pat
     manifest = (participant / "bundles" / competition.name / "MANIFEST.sha256").read_text()
     readme = (participant / "bundles" / competition.name / "README.md").read_bytes()
     assert f"{hashlib.sha256(readme).hexdigest()}  README.md" in manifest
+
+
+def test_compare_in_a_joined_work_folder_scores_the_valid_part(bundle, capsys, tmp_path):
+    from kit.compare import compare
+    from kit.training import TrainConfig
+    _, data = bundle
+    participant = tmp_path / "participant"
+    assert run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))[0] == 0
+    result = compare(TrainConfig(model="lenet", epochs=1, batch_size=32), Workdir(participant),
+                     ["none", "class-weight"], submissions=str(tmp_path / "subs"), resamples=20)
+    assert result["scored_on"] == "valid"
+    report = open(result["report"]).read()
+    assert "compared on the valid part" in report and "optimistic" in report
+    valid = Competition.find(Workdir(participant)).train_table().query("part == 'valid'")
+    written = pd.read_csv(tmp_path / "subs" / "compare-none-tuned.csv", dtype={"id": str})
+    assert sorted(written["id"]) == sorted(valid["id"])

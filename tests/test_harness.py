@@ -147,3 +147,32 @@ def test_leaderboard_shows_private_scores_only_when_asked_or_closed(key, competi
         assert closed["private_shown"] and "private" in entry(closed)
     finally:
         (competition.folder / "CLOSED").unlink()
+
+
+def test_closed_leaderboard_ranks_by_the_private_part(key, competition, tmp_path):
+    """A submission that learned the public labels by probing leads the public board and must
+    not lead once the competition is closed."""
+    from eval.answers import load_answers
+    from eval.leaderboard import build_leaderboard
+    public = key.usage == "Public"
+    prober = key.labels.copy()
+    prober[~public] = 1 - prober[~public]            # perfect on public, inverted on private
+    honest = key.labels.copy()
+    honest[:, 0] = 1 - honest[:, 0]                  # one genre wrong everywhere
+    paths = [answers_as_submission(key, tmp_path / "prober.csv", lambda m: prober),
+             answers_as_submission(key, tmp_path / "honest.csv", lambda m: honest)]
+    open_board = build_leaderboard(paths, key, tmp_path / "open", resamples=50)
+    first = next(e for e in open_board["entries"] if e["rank"] == 1)
+    assert open_board["ranked_by"] == "public" and first["name"] == "prober.csv"
+    (competition.folder / "CLOSED").write_text("closed\n")
+    try:
+        closed = build_leaderboard(paths, load_answers(competition.answers), tmp_path / "closed",
+                                   resamples=50)
+    finally:
+        (competition.folder / "CLOSED").unlink()
+    ranks = {e["name"]: (e["rank"], e["public_rank"]) for e in closed["entries"]}
+    assert closed["ranked_by"] == "private"
+    assert ranks["honest.csv"][0] < ranks["prober.csv"][0]
+    assert ranks["prober.csv"][1] == 1
+    report = (tmp_path / "closed" / "leaderboard.md").read_text()
+    assert "Ranked by the **private** part" in report

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pandas as pd
-import pytest
 
 from tests.servers import GradingServer
 from tests.test_server import add, children, post, rules, write_submission
