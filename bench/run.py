@@ -200,7 +200,12 @@ def naive_score_time(folder: str) -> dict:
     return {"seconds": round(time.perf_counter() - started, 2)}
 
 
-MEASUREMENTS = {"preprocess": preprocess, "naive_preprocess": naive_preprocess,
+def server(work: str) -> dict:
+    from server import server_benchmark
+    return server_benchmark(work)
+
+
+MEASUREMENTS = {"server": server, "preprocess": preprocess, "naive_preprocess": naive_preprocess,
                 "lenet": lenet_throughput, "embedding": embedding_throughput,
                 "pretrained": pretrained_vs_random, "make_key": make_answer_key,
                 "score": score_time, "naive_score": naive_score_time}
@@ -327,6 +332,18 @@ def scoring_section(args, work: Path, results: dict) -> None:
               f"({row['naive_loop']['peak_rss_mb']} MB)")
 
 
+def server_section(args, work: Path, results: dict) -> None:
+    folder = work / "server"
+    folder.mkdir(parents=True, exist_ok=True)
+    results["server"] = measure("server", str(folder))
+    row = results["server"]
+    print(f"grading server, {row['teams']:,} teams and {row['submissions_in_db']:,} submissions: "
+          f"leaderboard p50/p95 {row['leaderboard_api']['p50_ms']}/"
+          f"{row['leaderboard_api']['p95_ms']} ms (page {row['leaderboard_page']['p50_ms']}/"
+          f"{row['leaderboard_page']['p95_ms']} ms); {row['scored_per_second']} scored/s on "
+          f"{row['scoring_workers']} workers, {row['test_films']:,} test films")
+
+
 def estimates_section(args, work: Path, results: dict) -> None:
     if not {"preprocessing", "embedding", "preprocessing_real", "pretrained_vs_random"} <= set(
             results):
@@ -359,7 +376,8 @@ def estimates_section(args, work: Path, results: dict) -> None:
 SCHEDULERS = ("inline", "processes", "local")
 SECTIONS = {"preprocessing": preprocessing_section, "lenet": lenet_section,
             "embedding": embedding_section, "pretrained": pretrained_section,
-            "scoring": scoring_section, "estimates": estimates_section}
+            "scoring": scoring_section, "server": server_section,
+            "estimates": estimates_section}
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ class Competition:
         """The named competition, or the only/latest one in the work folder."""
         root = workdir.competitions
         if name:
-            folder = Path(name) if Path(name).is_dir() else root / name
-            if not (folder / "public" / "train.csv").exists():
-                raise KitError(f"no competition {name!r} in {root}")
-            return cls(folder)
+            # A name in the work folder first; a path to a competition folder otherwise.
+            for folder in (root / name, Path(name)):
+                if (folder / "public" / "train.csv").exists():
+                    return cls(folder)
+            raise KitError(f"no competition {name!r} in {root}")
         found = sorted((p for p in root.glob("*") if (p / "public" / "train.csv").exists()),
                        key=lambda p: (p / "public" / "train.csv").stat().st_mtime) \
             if root.is_dir() else []

@@ -56,14 +56,14 @@ async def leaderboard_data(server: ServerState) -> dict:
     rules = server.rules()
     closed = server.closed(rules)
     references = await server.references()
-    public = board.public_rows(server.db)
+    public, private = server.boards(rules, closed)
     await server.mark_ties(public, rules.metric)
     data = {**competition_status(server), "metric": rules.metric,
             "ranked_by": "private" if closed else "public",
             "public": board.with_references(public, references.get("public", {}), rules.metric)}
     if closed:
-        data["private"] = board.with_references(board.private_rows(server.db, rules),
-                                                references.get("private", {}), rules.metric)
+        data["private"] = board.with_references(private, references.get("private", {}),
+                                                rules.metric)
     return data
 
 
@@ -125,7 +125,7 @@ async def accept_submission(server: ServerState, caller: Caller, upload: UploadF
             **remaining(server.db, caller.team.id, rules)}
     if outcome["status"] == "invalid":
         return 422, {"detail": "the file is not a valid submission", **body}
-    ranks = {r["team"]: r["rank"] for r in board.public_rows(server.db)}
+    ranks = {r["team"]: r["rank"] for r in server.boards(rules, False)[0]}
     return 201, {**body, "rank": ranks.get(caller.team.name)}
 
 

@@ -33,20 +33,18 @@ def public_rows(db: Database) -> list[dict]:
                                            order_by=(Submission.public_metric.desc(),
                                                      Submission.id)).label("n")
                     ).where(scored).subquery()
-    stats = select(Submission.team_id, func.count().label("entries"),
-                   func.max(Submission.created_at).label("last")
-                   ).where(scored).group_by(Submission.team_id).subquery()
-    query = (select(Team.name, Team.baseline, ranked.c.id, ranked.c.public_metric,
-                    ranked.c.public_low, ranked.c.public_high, ranked.c.created_at,
-                    stats.c.entries, stats.c.last)
-             .join(ranked, ranked.c.team_id == Team.id).join(stats, stats.c.team_id == Team.id)
-             .where(ranked.c.n == 1))
     with db.reading() as session:
-        found = session.execute(query).all()
-    rows = [{"team": r.name, "baseline": r.baseline, "score": r.public_metric,
+        best = session.execute(select(ranked).where(ranked.c.n == 1)).all()
+        stats = {r.team_id: r for r in session.execute(
+            select(Submission.team_id, func.count().label("entries"),
+                   func.max(Submission.created_at).label("last"))
+            .where(scored).group_by(Submission.team_id)).all()}
+        teams = {t.id: t for t in session.execute(select(Team.id, Team.name, Team.baseline))}
+    rows = [{"team": teams[r.team_id].name, "baseline": teams[r.team_id].baseline,
+             "score": r.public_metric,
              "interval": [r.public_low, r.public_high] if r.public_low is not None else None,
-             "entries": r.entries, "last_submission": iso(r.last), "best": r.id,
-             "_best_at": r.created_at} for r in found]
+             "entries": stats[r.team_id].entries, "last_submission": iso(stats[r.team_id].last),
+             "best": r.id, "_best_at": r.created_at} for r in best]
     rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")),
                              r["_best_at"], r["best"]))
     _ranks(rows, "score")
@@ -55,9 +53,9 @@ def public_rows(db: Database) -> list[dict]:
     return rows
 
 
-def private_rows(db: Database, rules: Rules) -> list[dict]:
+def private_rows(db: Database, rules: Rules, public: list[dict]) -> list[dict]:
     """One row per team, ranked by the private score of its finals, public rank beside it."""
-    public_rank = {row["team"]: row["rank"] for row in public_rows(db)}
+    public_rank = {row["team"]: row["rank"] for row in public}
     with db.reading() as session:
         found = session.execute(
             select(Team.name, Team.baseline, Submission.id, Submission.public_metric,

@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text,
-                        create_engine, event, select)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, cast,
+                        create_engine, event, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -91,6 +91,8 @@ def connect(url: str) -> Engine:
             elif version.value != SCHEMA_VERSION:
                 raise KitError(f"the database {_safe(url)} has schema version {version.value}; "
                                f"this server needs version {SCHEMA_VERSION}")
+            if session.get(Meta, "board_version") is None:
+                session.add(Meta(key="board_version", value="0"))
     except OperationalError as error:
         raise KitError(f"cannot open the database {_safe(url)}: {error.orig}") from None
     return engine
@@ -140,6 +142,17 @@ class Database:
             if team_id is not None:
                 session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
             yield session
+
+    def board_version(self) -> int:
+        """A counter bumped by every change that can move the leaderboard."""
+        with self.reading() as session:
+            return int(session.get(Meta, "board_version").value)
+
+    @staticmethod
+    def bump_board(session: Session) -> None:
+        """Within a write transaction: the leaderboard changed (atomic on every database)."""
+        session.execute(update(Meta).where(Meta.key == "board_version")
+                        .values(value=cast(cast(Meta.value, Integer) + 1, Text)))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -34,6 +34,7 @@ class ServerState:
     _references: dict | None = field(default=None, repr=False)
     _ties: dict = field(default_factory=dict, repr=False)
     _tie_task: asyncio.Task | None = field(default=None, repr=False)
+    _boards: tuple | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -57,6 +58,17 @@ class ServerState:
                 self._references = await self.grader.references()
         return self._references
 
+    def boards(self, rules: Rules, closed: bool) -> tuple[list[dict], list[dict] | None]:
+        """The public board, and the private one once closed; recomputed only when the
+        database's board version, the close or the ranking rules changed."""
+        from eval.server.board import private_rows, public_rows
+        key = (self.db.board_version(), closed, rules.metric, rules.final_limit)
+        if self._boards is None or self._boards[0] != key:
+            public = public_rows(self.db)
+            private = private_rows(self.db, rules, public) if closed else None
+            self._boards = (key, (public, private))
+        return self._boards[1]
+
     async def mark_ties(self, rows: list[dict], metric: str) -> None:
         """Set ``tied`` on the board's top rows: not distinguishable from the leader (paired
         bootstrap on the public part). Computed in the background once per set of best
@@ -75,8 +87,10 @@ class ServerState:
         try:
             paths = [str(self.uploads / f"{sha}.csv") for sha in best_files(self.db, rows)]
             self._ties = {key: await self.grader.ties(paths, metric)}
-        except (QueueFull, GradingFailed):
-            pass
+        except QueueFull:
+            pass                        # tried again on a later read
+        except GradingFailed:           # not again for this board: no tie is marked
+            self._ties = {key: [False] * len(rows)}
         finally:
             self._tie_task = None
 

@@ -78,6 +78,7 @@ def record(db: Database, submission_id: int, team_id: int, outcome: dict, metric
             row.private_metric = private.get(metric)
             span = public.get(f"{metric}_interval")
             row.public_low, row.public_high = span if span else (None, None)
+            Database.bump_board(session)
 
 
 def public_view(row: Submission) -> dict:
@@ -118,6 +119,7 @@ def select_final(db: Database, submission_id: int, team_id: int, final: bool,
                 raise SelectionRefused(f"a team selects at most {rules.final_limit} final "
                                        "submissions; unselect one first")
         row.final = final
+        Database.bump_board(session)
         return row
 
 

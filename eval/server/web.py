@@ -73,12 +73,20 @@ def home(request: Request, server: ServerState = Depends(state)):
                 left=time_left(status["seconds_left"]))
 
 
+PAGE_ROWS = 100
+
+
 @router.get("/leaderboard")
-async def leaderboard(request: Request, server: ServerState = Depends(state)):
+async def leaderboard(request: Request, show: str = "", server: ServerState = Depends(state)):
+    """The board: its first PAGE_ROWS rows, every row with ``?show=all``."""
     data = await leaderboard_data(server)
-    shown = data.get("private") or data["public"]
-    return page(request, "leaderboard.html", board=data,
-                chart=score_chart(shown, data["metric"]))
+    chart = score_chart(data.get("private") or data["public"], data["metric"])
+    hidden = max(len(data["public"]), len(data.get("private", []))) - PAGE_ROWS
+    if show != "all":
+        data = {**data, **{part: data[part][:PAGE_ROWS] for part in ("public", "private")
+                           if part in data}}
+    return page(request, "leaderboard.html", board=data, chart=chart,
+                hidden=hidden if show != "all" else 0)
 
 
 @router.get("/login")
