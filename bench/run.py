@@ -68,14 +68,17 @@ def naive_preprocess(source: str) -> dict:
 
 
 def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
-    """Images/s of the kit's LeNet training epoch (``kit.training.train_one_epoch``, default
+    """Images/s of the kit's LeNet training epoch (``kit.train.loop.train_one_epoch``, default
     precision) reading the uint8 store, or decoding and resizing each JPEG every time."""
     import numpy as np
     import torch
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from kit.competition import Competition
-    from kit.training import PosterDataset, TrainConfig, build_model, train_one_epoch
+    from kit.train.checkpoint import build_model
+    from kit.train.config import TrainConfig
+    from kit.train.data import PosterDataset
+    from kit.train.loop import train_one_epoch
     from kit.workdir import Workdir
     competition = Competition.find(Workdir(workdir))
     store = competition.store()
@@ -107,7 +110,8 @@ def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
     epoch(DataLoader(torch.utils.data.Subset(dataset, range(3 * config.batch_size)),
                      batch_size=config.batch_size))                      # warm-up
     seconds = epoch(DataLoader(dataset, batch_size=config.batch_size, shuffle=True))
-    return {"images_per_second": round(len(dataset) / seconds, 1), "precision": config.precision}
+    return {"images_per_second": round(len(dataset) / seconds, 1),
+            "precision": config.resolved().precision}
 
 
 def embedding_throughput(backbone: str, precision: str, images: int = 128) -> dict:
@@ -130,7 +134,8 @@ def pretrained_vs_random(workdir: str) -> dict:
     from eval.scoring import score_submission
     from kit.predict import predict
     from kit.competition import Competition
-    from kit.training import TrainConfig, train
+    from kit.train.config import TrainConfig
+    from kit.train.run import train
     from kit.workdir import Workdir
     wd = Workdir(workdir)
     key = load_answers(Competition.find(wd).folder / "private" / "answers.csv")

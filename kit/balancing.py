@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from kit import plots
 from kit.console import console, table
 from kit.errors import KitError
+from kit.registry import Registry
 
-STRATEGIES: dict[str, Callable[..., "BalancePlan"]] = {}
+STRATEGIES = Registry()
+register = STRATEGIES.register
 
 
 @dataclass
@@ -27,14 +27,6 @@ class BalancePlan:
     pos_weight: np.ndarray | None = None
     sample_weights: np.ndarray | None = None     # one per entry of train_rows
     notes: list[str] = field(default_factory=list)
-
-
-def register(name: str):
-    """Decorator adding a strategy function to the registry under ``name``."""
-    def add(function):
-        STRATEGIES[name] = function
-        return function
-    return add
 
 
 def plan(name: str, train: np.ndarray, valid: np.ndarray, seed: int = 0, **options) -> BalancePlan:
@@ -152,6 +144,7 @@ def audit(name: str, train: np.ndarray, genres: list[str], balance: BalancePlan,
     """Label distribution and genres per film before/after a strategy (Figures 1-3), as PNG
     files and a table; for ``pos_weight`` strategies "after" counts positives times their weight.
     """
+    from kit import plots       # matplotlib only where figures are drawn
     out_dir = Path(out_dir)
     after_labels = train[effective_rows(balance, seed)]
     before = dict(zip(genres, train.sum(0).tolist()))

@@ -9,7 +9,8 @@ from kit.files import write_json
 from kit.prepare import prepare_dataset
 from kit.splits import SplitOptions, make_competition
 from kit.synth import synthesize
-from kit.training import TrainConfig, train
+from kit.train.config import TrainConfig
+from kit.train.run import train
 from kit.workdir import Workdir
 
 PROJECT_BASELINES = Path(__file__).resolve().parent.parent / "baselines"

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit import balancing
+from kit.competition import Competition
 from kit.console import console
 from kit.errors import KitError
-from kit.labels import encode
 from kit.predict import predict
-from kit.competition import Competition
-from kit.training import TrainConfig, train
+from kit.train.config import TrainConfig
+from kit.train.data import balance_for
+from kit.train.run import train
 from kit.workdir import Workdir
 
 # name -> settings applied on top of the base configuration
@@ -45,10 +46,9 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     out = workdir.root / "compare" / contest.name
     # A participant's work folder holds no answer key: compare on the valid part, and say so.
     part = "test" if contest.answers.exists() else "valid"
-    frame = contest.train_table()
     genres = contest.genres()
-    train_labels = encode(frame.loc[frame["part"] == "train", "genres"], genres)
-    valid_labels = encode(frame.loc[frame["part"] == "valid", "genres"], genres)
+    parts = contest.labelled_parts()
+    train_labels, valid_labels = parts["train"].labels, parts["valid"].labels
     if base.min_count is None and base.target_size is None:
         base = base.updated({"target_size": len(train_labels) // 2})
     paths, audits, runs = [], {}, {}
@@ -63,9 +63,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         for variant, raw in (("tuned", False), ("at-0.5", True)):
             paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
                                       raw=raw, part=part)["submission"]))
-        plan = balancing.plan(config.balance, train_labels, valid_labels, config.seed,
-                              min_count=config.min_count, target_size=config.target_size,
-                              weight_cap=config.weight_cap, genres=genres)
+        plan = balance_for(config, train_labels, valid_labels, genres, config.seed)
         report = balancing.audit(config.balance if strategy != "asymmetric-loss" else strategy,
                                  train_labels, genres, plan, out / "audits", config.seed)
         audits[f"audit {strategy}: films per genre"] = Path(report["figures"][0])

@@ -8,12 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
 from kit.files import read_json
-from kit.labels import genre_list
+from kit.labels import encode, genre_list
 from kit.workdir import Workdir
+
+
+@dataclass
+class LabelledPart:
+    ids: np.ndarray             # (n,) str
+    labels: np.ndarray          # (n, genres) uint8
 
 
 @dataclass
@@ -73,6 +80,14 @@ class Competition:
 
     def train_table(self) -> pd.DataFrame:
         return pd.read_csv(self.public / "train.csv", dtype=str, keep_default_na=False)
+
+    def labelled_parts(self) -> dict[str, "LabelledPart"]:
+        """The ``train`` and ``valid`` parts: their ids and label matrices."""
+        table = self.train_table()
+        genres = self.genres()
+        return {part: LabelledPart(table.loc[table["part"] == part, "id"].to_numpy(),
+                                   encode(table.loc[table["part"] == part, "genres"], genres))
+                for part in ("train", "valid")}
 
     def test_ids(self) -> list[str]:
         test = pd.read_csv(self.public / "test.csv", dtype=str, keep_default_na=False)

@@ -23,9 +23,9 @@ from kit.errors import KitError
 from kit.files import atomic_path, read_json, write_json
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
+from kit.train.config import PRECISIONS, resolve_precision
 
 VIEWS = ("full", "top", "middle", "bottom", "flip")
-PRECISIONS = ("bf16", "fp32")
 
 
 def view(images: torch.Tensor, name: str) -> torch.Tensor:
@@ -53,8 +53,8 @@ def check_settings(views: tuple[str, ...], precision: str) -> None:
         view(torch.zeros(1, 3, 8, 8), name)
     if not views:
         raise KitError("--views needs at least one view")
-    if precision not in PRECISIONS:
-        raise KitError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in PRECISIONS or precision == "auto":
+        raise KitError(f"unknown precision {precision!r}; choose from bf16, fp32")
 
 
 class Embedder:
@@ -120,13 +120,15 @@ def embed_shard(job: EmbedJob) -> int:
 
 
 def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
-                precision: str = "bf16", batch_size: int = 64, pretrained: str | None = None,
+                precision: str = "auto", batch_size: int = 64, pretrained: str | None = None,
                 scheduler: str = "local", workers: int | None = None) -> "EmbeddingCache":
     """Embed every store shard the index uses that the cache does not hold yet; resumable.
 
     Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
     single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
+    ``auto`` precision: bf16 where the CPU computes it natively, else fp32.
     """
+    precision = resolve_precision(precision)
     check_settings(tuple(views), precision)
     shards = sorted(int(s) for s in store.index["shard"].unique())
     digests = {s: _shard_digest(store, s) for s in shards}

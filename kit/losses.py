@@ -8,8 +8,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from kit.errors import KitError
-
-LOSSES = ("bce", "asl", "focal")
+from kit.train.config import LOSSES
 
 
 class AsymmetricLoss(nn.Module):

@@ -13,28 +13,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from kit.errors import KitError
-from kit.files import atomic_path
 from kit.competition import Competition
-from kit.training import (PosterDataset, TrainConfig, build_model, embed_for, load_weights,
-                          predict_probabilities)
+from kit.errors import KitError
+from kit.files import write_csv
+from kit.train.checkpoint import model_of, read_checkpoint
+from kit.train.data import PosterDataset, embed_for
+from kit.train.inference import predict_probabilities
+from kit.train.thresholds import calibrate
 from kit.workdir import Workdir
-
-
-def calibrate(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Map each genre's threshold t to 0.5: [0, t] -> [0, 0.5], [t, 1] -> [0.5, 1]."""
-    t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-6, 1 - 1e-6)
-    below = 0.5 * probabilities / t
-    above = 0.5 + 0.5 * (probabilities - t) / (1 - t)
-    return np.where(probabilities < t, below, above).clip(0, 1)
-
-
-def load_run(workdir: Workdir, run: str) -> dict:
-    """The best checkpoint of a finished run."""
-    path = workdir.run(run) / "best.pt"
-    if not path.exists():
-        raise KitError(f"run {run!r} has no best.pt in {workdir.runs}; train it first")
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
@@ -44,8 +30,8 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     ``part``: the test ids (a submission), or the valid ids (to score without an answer key)."""
     if part not in ("test", "valid"):
         raise KitError(f"--part must be test or valid, got {part!r}")
-    checkpoint = load_run(workdir, run)
-    config = TrainConfig().updated(checkpoint["config"], f"run {run}")
+    checkpoint = read_checkpoint(workdir.run(run) / "best.pt", f"run {run!r}")
+    config, model = model_of(checkpoint, f"run {run!r}")
     competition = Competition.find(workdir, checkpoint["competition"])
     genres = checkpoint["genres"]
     if genres != competition.genres():
@@ -57,8 +43,6 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
         table = competition.train_table()
         ids = table.loc[table["part"] == "valid", "id"].tolist()
     positions = store.positions(ids)
-    model = build_model(config, len(genres), checkpoint["data_options"], load_pretrained=False)
-    load_weights(model, checkpoint["model_state"], f"run {run!r}")
     if config.frozen:
         features = torch.from_numpy(embed_for(config, store).features(positions))
         dataset = TensorDataset(features, torch.zeros(len(ids), dtype=torch.uint8))
@@ -71,8 +55,7 @@ def predict(workdir: Workdir, run: str, out_dir: str | Path = "submissions",
     frame = pd.DataFrame(probabilities.round(6), columns=genres)
     frame.insert(0, "id", ids)
     path = Path(out_dir) / f"{name or run}.csv"
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_csv(path, frame)
     return {"run": run, "submission": str(path), "part": part, "films": len(ids),
             "genres": len(genres),
             "calibrated_to_tuned_thresholds": thresholds is not None and not raw,

@@ -5,7 +5,7 @@ from tests.conftest import run_cli
 
 
 def test_every_shipped_baseline_is_a_valid_config():
-    from kit.training import TrainConfig
+    from kit.train.config import TrainConfig
     for name in ("lenet", "lenet-min-per-genre", "lite0-frozen", "lite2-frozen", "lite2-crossfit"):
         TrainConfig.from_file(baseline_file(name))
     assert TrainConfig.from_file(baseline_file("lite2-crossfit")).folds == 10

@@ -151,7 +151,7 @@ def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_pat
 
 def test_compare_in_a_joined_work_folder_scores_the_valid_part(bundle, capsys, tmp_path):
     from kit.compare import compare
-    from kit.training import TrainConfig
+    from kit.train.config import TrainConfig
     _, data = bundle
     participant = tmp_path / "participant"
     assert run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))[0] == 0

@@ -1,5 +1,5 @@
 from kit.compare import compare
-from kit.training import TrainConfig
+from kit.train.config import TrainConfig
 from kit.workdir import Workdir
 
 

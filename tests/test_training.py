@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from kit.errors import KitError
-from kit.predict import calibrate, predict
-from kit.training import EpochSampler, TrainConfig, build_model, to_batch, train
+from kit.predict import predict
+from kit.train.checkpoint import build_model
+from kit.train.config import TrainConfig
+from kit.train.data import EpochSampler
+from kit.train.inference import as_model_input
+from kit.train.run import train
+from kit.train.thresholds import calibrate
 from kit.workdir import Workdir
 
 TINY = dict(model="lenet", epochs=2, batch_size=16, patience=5)
@@ -32,7 +37,7 @@ def test_training_writes_log_curves_checkpoints_and_thresholds(workdir):
 
 
 def test_resumed_run_equals_an_uninterrupted_one(workdir, monkeypatch):
-    import kit.training as training
+    import kit.train.loop as training
     config = TrainConfig(**{**TINY, "epochs": 3, "augment": True})
     train(config, Workdir(workdir), "straight")
     real_epoch = training.train_one_epoch
@@ -110,10 +115,47 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "kit", "train", "--optimizer", "lbfgs",
                           "--workdir", str(tmp_path)], capture_output=True, text=True)
     assert cli.returncode == 2
-    assert "unknown optimizer 'lbfgs' in options; choose one of adam, adamw, sgd" in cli.stderr
+    assert "unknown optimizer 'lbfgs' in the command line; choose one of adam, adamw, sgd" \
+        in " ".join(cli.stderr.split())
     assert "Traceback" not in cli.stdout + cli.stderr
-    with pytest.raises(KitError, match="unknown precision 'fp16' in options; choose one of bf16"):
+    with pytest.raises(KitError, match="unknown precision 'fp16' in options; choose one of auto, bf16, fp32"):
         TrainConfig().updated({"precision": "fp16"})
+
+
+@pytest.mark.parametrize("line, message", [
+    ('lr = "fast"', "lr in .*bad.toml must be a finite number, not 'fast'"),
+    ("epochs = 0", "epochs in .*bad.toml must be between 1 and 100000"),
+    ("frozen = 1", "frozen in .*bad.toml must be true or false"),
+    ('views = "full"', "views in .*bad.toml must be a non-empty list"),
+    ("dropout = -0.5", "dropout in .*bad.toml must be between"),
+    ("weight_cap = -1", "weight_cap in .*bad.toml must be between")])
+def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'model = "lenet"\n{line}\n')
+    with pytest.raises(KitError, match=message):
+        TrainConfig.from_file(config)
+    cli = subprocess.run([sys.executable, "-m", "kit", "train", "--config", str(config),
+                          "--workdir", str(tmp_path)], capture_output=True, text=True)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+
+
+def test_every_config_field_is_an_option_and_round_trips_through_toml(tmp_path):
+    import argparse
+    from dataclasses import fields
+    from kit.losses import LOSSES
+    from kit.train.config import OPTIMIZERS, add_config_arguments, given_options
+    from kit.train.loop import OPTIMIZERS as optimiser_classes
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--lr", "0.01", "--no-tune-thresholds", "--strategy", "sampler",
+                              "--views", "full", "flip", "--pretrained", "w.pth"])
+    assert given_options(args) == {"lr": 0.01, "tune_thresholds": False, "balance": "sampler",
+                                   "views": ["full", "flip"], "pretrained": "w.pth"}
+    assert {a.dest for a in parser._actions} >= {f.name for f in fields(TrainConfig)}
+    config = TrainConfig().updated(given_options(args))
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    assert TrainConfig.from_file(tmp_path / "c.toml") == config
+    assert set(optimiser_classes) == set(OPTIMIZERS) and LOSSES == ("bce", "asl", "focal")
 
 
 def test_image_models_train_under_bf16_autocast_unless_fp32_is_asked(workdir):
@@ -130,7 +172,7 @@ def test_image_models_train_under_bf16_autocast_unless_fp32_is_asked(workdir):
 
 def test_posters_reach_the_network_channels_last_and_in_the_autocast_dtype():
     posters = torch.randint(0, 256, (2, 3, 345, 230), dtype=torch.uint8)
-    batch = to_batch(posters)
+    batch = as_model_input(posters)
     assert batch is posters                                  # the model normalises uint8 itself
     model = build_model(TrainConfig(model="lenet"), 4, {"input_size": [345, 230],
                                                        "mean": [0.5] * 3, "std": [0.25] * 3})
@@ -219,7 +261,7 @@ def test_frozen_backbone_head_and_resumable_embedding_cache(workdir):
 
 
 def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
-    from kit.search import random_search
+    from kit.train.search import random_search
     result = random_search(TrainConfig(**TINY), Workdir(workdir), "s", trials=2, epochs=1)
     trials = pd.read_csv(Workdir(workdir).root / "searches" / "s" / "trials.csv")
     assert len(trials) == 2 and trials["dropout"].between(0.1, 0.5).all()
@@ -297,5 +339,5 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
 
 @pytest.mark.parametrize("folds", [0, 1.5, True, "3"])
 def test_folds_must_be_a_whole_number(folds):
-    with pytest.raises(KitError, match="folds must be a whole number"):
+    with pytest.raises(KitError, match="folds in options must be between 1 and 100"):
         TrainConfig().updated({"folds": folds})

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kit.models import register_model
+from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kit.errors import KitError
-from kit.models import register_model
+from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
 
 LITE_PRESETS = {

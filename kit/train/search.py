@@ -5,7 +5,6 @@ Learning rate is drawn log-uniformly between two bounds, dropout from 0.1 to 0.5
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -14,28 +13,11 @@ import pandas as pd
 from kit.console import console, table
 from kit.errors import KitError
 from kit.files import write_csv, write_text
-from kit.training import TrainConfig, train
+from kit.train.config import TrainConfig
+from kit.train.run import train
 from kit.workdir import Workdir
 
 DROPOUTS = np.round(np.arange(0.10, 0.501, 0.05), 2)
-
-
-def to_toml(values: dict) -> str:
-    """A flat TOML document of scalars and lists (None values are left out)."""
-    lines = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, (list, tuple)):
-            text = json.dumps(list(value))
-        elif isinstance(value, str):
-            text = json.dumps(value)
-        else:
-            text = repr(value)
-        lines.append(f"{key} = {text}")
-    return "\n".join(lines) + "\n"
 
 
 def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int, epochs: int,
@@ -71,8 +53,7 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
     out = workdir.root / "searches" / name
     write_csv(out / "trials.csv", frame)
     best_config = config.updated({"lr": float(best["lr"]), "dropout": float(best["dropout"])})
-    from dataclasses import asdict
-    write_text(out / "best_config.toml", to_toml(asdict(best_config)))
+    write_text(out / "best_config.toml", best_config.to_toml())
     console.print(table(f"search {name}", list(frame.columns), frame.itertuples(index=False)))
     return {"search": name, "trials": trials, "best_trial": int(best["trial"]),
             "best_lr": float(best["lr"]), "best_dropout": float(best["dropout"]),

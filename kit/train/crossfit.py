@@ -9,50 +9,46 @@ probability of its k models. The fold runs live in ``runs/<name>/fold-<i>/``; th
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from kit.competition import Competition
 from kit.console import console, table
 from kit.files import write_json
 from kit.models.ensemble import Ensemble
-from kit.competition import Competition
-from kit.training import (TrainConfig, build_model, decision_thresholds, f1_micro_macro,
-                          load_weights, save_checkpoint, start_distributed, train_run)
+from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
+from kit.train.config import TrainConfig
+from kit.train.distributed import start_distributed
+from kit.train.loop import train_run
+from kit.train.thresholds import decision_thresholds, f1_micro_macro
 
 
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
                 resume: bool = False, scheduler: str = "local") -> dict | None:
     """Train one model per fold, then save their ensemble with out-of-fold thresholds (None on
     torchrun ranks other than 0)."""
-    env = start_distributed()       # under torchrun every rank trains each fold
+    process = start_distributed()       # under torchrun every rank trains each fold
     summaries = []
     for fold in range(config.folds):
-        if env.main:
+        if process.main:
             console.rule(f"{run_name}: fold {fold + 1} of {config.folds}")
         summaries.append(train_run(config, competition, run_dir / f"fold-{fold + 1}",
                                    f"{run_name}/fold-{fold + 1}", resume, scheduler, fold))
-    if not env.main:
+    if not process.main:
         return None
-    checkpoints = [torch.load(run_dir / f"fold-{fold + 1}" / "best.pt", map_location="cpu",
-                              weights_only=False) for fold in range(config.folds)]
+    origins = [f"run {run_name}/fold-{fold + 1}" for fold in range(config.folds)]
+    checkpoints = [read_checkpoint(run_dir / f"fold-{fold + 1}" / "best.pt", origin)
+                   for fold, origin in enumerate(origins)]
     genres = checkpoints[0]["genres"]
-    members = []
-    for fold, checkpoint in enumerate(checkpoints):
-        member = build_model(config, len(genres), checkpoint["data_options"],
-                             load_pretrained=False)
-        load_weights(member, checkpoint["model_state"], f"run {run_name}/fold-{fold + 1}")
-        members.append(member)
+    members = [model_of(checkpoint, origin)[1]
+               for checkpoint, origin in zip(checkpoints, origins)]
     probabilities = np.concatenate([c["valid"]["probabilities"] for c in checkpoints])
     labels = np.concatenate([c["valid"]["labels"] for c in checkpoints])
-    thresholds = decision_thresholds(config, probabilities, labels)
-    save_checkpoint(run_dir / "best.pt", {
-        "config": asdict(config), "genres": genres, "competition": competition.name,
-        "data_options": {"members": [c["data_options"] for c in checkpoints]},
-        "run": run_name, "model_state": Ensemble(members).state_dict(),
-        "thresholds": thresholds.tolist()})
+    thresholds = decision_thresholds(config.tune_thresholds, probabilities, labels)
+    write_checkpoint(run_dir / "best.pt", config, genres, competition.name,
+                     {"members": [c["data_options"] for c in checkpoints]}, run_name,
+                     Ensemble(members).state_dict(), thresholds=thresholds.tolist())
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
     micro, macro = f1_micro_macro(labels, probabilities >= thresholds)
     summary = {

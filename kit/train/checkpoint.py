@@ -1,0 +1,87 @@
+"""Checkpoints: one schema, with a version, written and read here for single runs and
+cross-fitted ensembles alike; and the model a checkpoint describes."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kit.errors import KitError
+from kit.files import atomic_path
+from kit.models.ensemble import Ensemble
+from kit.train.config import TrainConfig
+
+SCHEMA = 2
+# config, genres, competition, data_options, run, model_state: always; epoch (best.pt of a run),
+# thresholds (once tuned), valid (probabilities and labels the thresholds were tuned on),
+# optimizer_state and state (last.pt, to resume).
+
+
+def write_checkpoint(path: Path, config: TrainConfig, genres: list[str], competition: str,
+                     data_options: dict, run: str, model_state: dict, **extra) -> None:
+    """Write a checkpoint atomically."""
+    payload = {"schema": SCHEMA, "config": asdict(config), "genres": genres,
+               "competition": competition, "data_options": data_options, "run": run,
+               "model_state": model_state, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: Path, origin: str) -> dict:
+    """A checkpoint written by this kit version; KitError otherwise."""
+    if not path.exists():
+        raise KitError(f"{origin} has no {path.name} in {path.parent}; train it first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:          # a truncated or foreign file
+        raise KitError(f"{path} is not a readable checkpoint: {type(error).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+        raise KitError(f"{path} was written by another kit version (checkpoint schema "
+                       f"{payload.get('schema') if isinstance(payload, dict) else '?'}, this "
+                       f"version reads {SCHEMA}); train {origin} again under another --name")
+    return payload
+
+
+def config_of(checkpoint: dict, origin: str) -> TrainConfig:
+    return TrainConfig().updated(checkpoint["config"], origin)
+
+
+def build_model(config: TrainConfig, num_classes: int, data_options: dict,
+                load_pretrained: bool = True) -> nn.Module:
+    """The network a run trains: an embedding head (frozen mode) or an image model; the mean
+    of several when ``data_options`` lists its members (a cross-fitted run)."""
+    if "members" in data_options:
+        return Ensemble([build_model(config, num_classes, options, load_pretrained)
+                         for options in data_options["members"]])
+    if config.frozen:
+        from kit.models.pretrained import EmbeddingHead
+        return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
+                             config.dropout, data_options["mean"], data_options["std"])
+    from kit.models import create_model
+    options = {"dropout": config.dropout, **data_options}
+    if config.model.startswith("timm:") and load_pretrained:
+        options.update(pretrained=config.pretrained, hub=config.hub_weights)
+    return create_model(config.model, num_classes, **options).to(
+        memory_format=torch.channels_last)
+
+
+def load_weights(model: nn.Module, state: dict, origin: str) -> None:
+    """Load checkpoint weights; weights of another architecture are a clear error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise KitError(f"the weights of {origin} do not fit the {type(model).__name__} of this "
+                       f"kit version ({detail}); it was trained by another version: train it "
+                       "again under another --name") from None
+
+
+def model_of(checkpoint: dict, origin: str) -> tuple[TrainConfig, nn.Module]:
+    """The configuration and the trained network of a checkpoint."""
+    config = config_of(checkpoint, origin)
+    model = build_model(config, len(checkpoint["genres"]), checkpoint["data_options"],
+                        load_pretrained=False)
+    load_weights(model, checkpoint["model_state"], origin)
+    return config, model

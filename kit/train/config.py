@@ -1,0 +1,215 @@
+"""TrainConfig: every option of a run, declared once with its type, range, choices and help.
+
+The TOML baseline files, the command-line options of `kit train`, `search` and `compare`, and
+the checks on both come from these fields. No torch here: building the command line stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import tomli_w
+
+from kit.errors import KitError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+LOSSES = ("bce", "asl", "focal")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
+VIEWS = ("full", "top", "middle", "bottom", "flip")
+RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds")  # safe on resume
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is
+    several times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16() else "fp32"
+
+
+def option(default, help: str, low=None, high=None, choices=None, flag=None):
+    """A field with what its command-line option and its checks need."""
+    kind = {"default_factory": lambda: default} if isinstance(default, tuple) else \
+        {"default": default}
+    return field(**kind, metadata={"help": help, "low": low, "high": high, "choices": choices,
+                                   "flag": flag})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; a baseline file sets any subset of it."""
+    model: str = option("lenet", "lenet, efficientnet_lite0/1/2 or timm:<name>")
+    frozen: bool = option(False, "train a head on cached frozen-backbone embeddings")
+    views: tuple = option(("full",), "frozen mode: poster views whose embeddings are joined",
+                          choices=VIEWS)
+    head_hidden: int = option(0, "frozen mode: hidden units (0: logistic head)", low=0,
+                              high=65536)
+    precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
+                                    "image-model training steps; auto: bf16 on CPUs with native "
+                                    "bf16 (AVX512-BF16, AMX), where it is faster, else fp32",
+                            choices=PRECISIONS)
+    pretrained: str | None = option(None, "local checkpoint for a timm model")
+    hub_weights: bool = option(False, "download timm hub weights (fails offline)")
+    balance: str = option("none", "none, min-per-genre, class-weight, sampler",
+                          flag=("--balance", "--strategy"))
+    min_count: int | None = option(None, "min-per-genre: films per genre (M)", low=1)
+    target_size: int | None = option(None, "min-per-genre: training films wanted", low=1)
+    weight_cap: float = option(50.0, "class-weight: largest pos_weight", low=0.01, high=1e6)
+    loss: str = option("bce", "loss", choices=LOSSES)
+    optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", low=1e-12, high=10.0)
+    weight_decay: float = option(0.0, "weight decay", low=0.0, high=1.0)
+    dropout: float = option(0.3, "dropout probability", low=0.0, high=0.95)
+    batch_size: int = option(16, "training batch size", low=1, high=65536)
+    epochs: int = option(20, "epoch budget", low=1, high=100_000)
+    patience: int = option(5, "early stopping patience in epochs", low=1, high=100_000)
+    augment: bool = option(False, "albumentations flips, affine and colour jitter")
+    tune_thresholds: bool = option(True, "tune per-genre thresholds on valid (or out of fold)")
+    seed: int = option(0, "random seed", low=0, high=2**31 - 1)
+    workers: int = option(0, "data loader processes", low=0, high=256)
+    folds: int = option(1, "cross-fit: one model per fold of train+valid, thresholds tuned on "
+                           "their out-of-fold predictions, their mean predicts (1: off)",
+                        low=1, high=100)
+
+    @property
+    def bf16_training(self) -> bool:
+        """Image models train under bf16 autocast; frozen heads (precision = embeddings) do not."""
+        return resolve_precision(self.precision) == "bf16" and not self.frozen
+
+    def resolved(self) -> "TrainConfig":
+        """This configuration with ``auto`` replaced by what this machine uses, so that the
+        checkpoint records what was really done."""
+        return replace(self, precision=resolve_precision(self.precision))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """Read a TOML baseline file (keys are this class's fields, ``description`` aside)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, IsADirectoryError):
+            raise KitError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise KitError(f"cannot read config file {path}: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise KitError(f"config file {path} is not valid TOML: {error}") from None
+        data.pop("description", None)
+        return cls().updated(data, str(path))
+
+    def to_toml(self) -> str:
+        """The configuration as a TOML baseline file (unset options left out)."""
+        return tomli_w.dumps({k: list(v) if isinstance(v, tuple) else v
+                              for k, v in asdict(self).items() if v is not None})
+
+    def updated(self, values: dict, origin: str = "options") -> "TrainConfig":
+        """A copy with ``values`` applied; unknown keys, wrong types and values out of range
+        are one error naming the setting and where it came from."""
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise KitError(f"unknown settings in {origin}: {', '.join(unknown)}")
+        checked = {name: check_value(known[name], value, origin)
+                   for name, value in values.items()}
+        return replace(self, **checked)
+
+
+def _types() -> dict[str, object]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def check_value(spec, value, origin: str):
+    """``value`` for field ``spec``, of the declared type and within its range and choices."""
+    name, kind = spec.name, _types()[spec.name]
+    optional = type(None) in typing.get_args(kind)
+    base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+    where = f"{name} in {origin}"
+    if value is None:
+        if optional:
+            return None
+        raise KitError(f"{where} cannot be empty")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise KitError(f"{where} must be true or false, not {value!r}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise KitError(f"{where} must be a whole number, not {value!r}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise KitError(f"{where} must be a finite number, not {value!r}")
+        value = float(value)
+    elif base is str:
+        if not isinstance(value, str) or not value:
+            raise KitError(f"{where} must be a non-empty text, not {value!r}")
+    elif base is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value \
+                or not all(isinstance(v, str) for v in value):
+            raise KitError(f"{where} must be a non-empty list of names, not {value!r}")
+        value = tuple(value)
+    meta = spec.metadata
+    items = value if isinstance(value, tuple) else (value,)
+    if meta["choices"] and any(v not in meta["choices"] for v in items):
+        raise KitError(f"unknown {name} {value!r} in {origin}; choose one of "
+                       f"{', '.join(meta['choices'])}")
+    if meta["low"] is not None and value < meta["low"] or \
+            meta["high"] is not None and value > meta["high"]:
+        raise KitError(f"{where} must be between {meta['low']} and {meta['high']}, "
+                       f"not {value!r}")
+    return value
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One command-line option per TrainConfig field (unset: the file's or default value)."""
+    types = _types()
+    for spec in fields(TrainConfig):
+        meta = spec.metadata
+        flags = meta["flag"] or (f"--{spec.name.replace('_', '-')}",)
+        default = spec.default if spec.default is not MISSING else spec.default_factory()
+        help = f"{meta['help']} (default: {default})"
+        base = next((a for a in typing.get_args(types[spec.name]) if a is not type(None)),
+                    types[spec.name])
+        if base is bool:
+            parser.add_argument(*flags, dest=spec.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help)
+        elif base is tuple:
+            parser.add_argument(*flags, dest=spec.name, nargs="+", default=None,
+                                choices=meta["choices"], help=help)
+        else:
+            parser.add_argument(*flags, dest=spec.name, type=_parser_for(spec, base),
+                                default=None, help=help, metavar=spec.name.upper())
+
+
+def _parser_for(spec, base):
+    def parse(text: str):
+        try:
+            value = base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {base.__name__}, got {text!r}")
+        try:
+            return check_value(spec, value, "the command line")
+        except KitError as error:
+            raise argparse.ArgumentTypeError(str(error))
+    return parse
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig options set on the command line."""
+    return {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+            if getattr(args, spec.name, None) is not None}

@@ -1,0 +1,141 @@
+"""What a run trains on: the balanced training and valid sets from ``public/``, as uint8
+posters from the store or as cached frozen-backbone embeddings, and the seeded epoch order."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, TensorDataset
+
+from kit import balancing
+from kit.competition import Competition
+from kit.embeddings import embed_store
+from kit.splits import stratified_folds
+from kit.train.config import TrainConfig, resolve_precision
+from kit.train.distributed import epoch_seed, run_seed
+
+
+class EpochSampler(Sampler):
+    """Seeded epoch order over ``count`` rows (weighted draws when ``weights`` are given),
+    padded and sliced so that each of ``world`` processes gets a disjoint equal share."""
+
+    def __init__(self, count: int, seed: int, weights=None, rank: int = 0, world: int = 1):
+        self.count, self.seed, self.rank, self.world = count, seed, rank, world
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.world)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        if self.weights is None:
+            order = torch.randperm(self.count, generator=generator)
+        else:
+            order = torch.multinomial(self.weights, self.count, replacement=True,
+                                      generator=generator)
+        order = order.tolist()
+        order += order[:len(self) * self.world - len(order)]
+        return iter(order[self.rank::self.world])
+
+
+class PosterDataset(Dataset):
+    """uint8 posters from the store with their labels; optional albumentations augmentation,
+    seeded per (seed, epoch, poster) so that it is the same however the run is resumed."""
+
+    def __init__(self, store, positions: np.ndarray, labels: np.ndarray, augment: bool = False,
+                 seed: int = 0):
+        self.store, self.positions, self.labels = store, positions, labels
+        self.augment = _augmentation() if augment else None
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, item: int):
+        image = np.array(self.store[int(self.positions[item])])
+        if self.augment is not None:
+            self.augment.set_random_seed(epoch_seed(self.seed, self.epoch) * 1_000_003 + item)
+            image = self.augment(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(self.labels[item])
+
+
+def _augmentation():
+    import albumentations as A
+    return A.Compose([A.HorizontalFlip(p=0.5),
+                      A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5),
+                      A.ColorJitter(0.2, 0.2, 0.2, 0.02, p=0.5)])
+
+
+@dataclass
+class RunData:
+    """The datasets of one run and what the model needs to know about its inputs."""
+    genres: list[str]
+    plan: balancing.BalancePlan
+    train: Dataset
+    valid: Dataset
+    train_labels: np.ndarray
+    valid_labels: np.ndarray
+    data_options: dict
+
+
+def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.ndarray,
+                genres: list[str], seed: int) -> balancing.BalancePlan:
+    """The balancing plan ``config`` asks for on these labels."""
+    return balancing.plan(config.balance, train_labels, valid_labels, seed,
+                          min_count=config.min_count, target_size=config.target_size,
+                          weight_cap=config.weight_cap, genres=genres)
+
+
+def embed_for(config: TrainConfig, store, scheduler: str = "local"):
+    """The frozen backbone's embedding cache for every poster of the store (built if missing)."""
+    return embed_store(store, config.model, tuple(config.views),
+                       resolve_precision(config.precision),
+                       pretrained=config.pretrained, scheduler=scheduler)
+
+
+def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "local",
+                 fold: int | None = None) -> RunData:
+    """Labels, balancing plan and datasets for train and valid, read from ``public/`` only.
+    With ``fold``, train+valid are pooled and that fold of ``config.folds`` is the valid part."""
+    genres = competition.genres()
+    parts = competition.labelled_parts()
+    if fold is not None:
+        pooled_ids = np.concatenate([parts["train"].ids, parts["valid"].ids])
+        pooled = np.concatenate([parts["train"].labels, parts["valid"].labels])
+        in_valid = stratified_folds(pooled, config.folds, config.seed) == fold
+        train_ids, train_labels = pooled_ids[~in_valid], pooled[~in_valid]
+        valid_ids, valid_labels = pooled_ids[in_valid], pooled[in_valid]
+    else:
+        train_ids, train_labels = parts["train"].ids, parts["train"].labels
+        valid_ids, valid_labels = parts["valid"].ids, parts["valid"].labels
+    seed = run_seed(config.seed, fold)
+    plan = balance_for(config, train_labels, valid_labels, genres, seed)
+    store = competition.store()
+    train_positions = store.positions(train_ids[plan.train_rows])
+    valid_positions = store.positions(valid_ids[plan.valid_rows])
+    train_y, valid_y = train_labels[plan.train_rows], valid_labels[plan.valid_rows]
+    if config.frozen:
+        cache = embed_for(config, store, scheduler)
+        train_x = torch.from_numpy(cache.features(train_positions))
+        valid_x = torch.from_numpy(cache.features(valid_positions))
+        train_set = TensorDataset(train_x, torch.from_numpy(train_y))
+        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
+        mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
+        data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
+                        "std": std.tolist()}
+    else:
+        train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
+        valid_set = PosterDataset(store, valid_positions, valid_y)
+        stats = competition.normalisation()
+        data_options = {"input_size": list(store.size), "mean": stats["mean"],
+                        "std": stats["std"]}
+    return RunData(genres, plan, train_set, valid_set, train_y, valid_y, data_options)

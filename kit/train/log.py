@@ -1,0 +1,34 @@
+"""A run's log: ``log.csv``, the training curves (the report's Figure 4), the terminal table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kit.console import console, table
+from kit.files import write_csv
+
+
+def write_log(run_dir: Path, history: list[dict]) -> None:
+    """Write ``log.csv`` and redraw ``curves.png`` from the epochs so far."""
+    from kit import plots
+    import matplotlib.pyplot as plt
+    frame = pd.DataFrame(history)
+    write_csv(run_dir / "log.csv", frame)
+    figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 3.6))
+    losses.plot(frame["epoch"], frame["train_loss"], marker="o", label="train")
+    losses.plot(frame["epoch"], frame["valid_loss"], marker="o", label="valid")
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss")
+    losses.legend()
+    scores.plot(frame["epoch"], frame["valid_f1_micro"], marker="o", label="valid micro F1")
+    scores.plot(frame["epoch"], frame["valid_f1_macro"], marker="o", label="valid macro F1")
+    scores.set_xlabel("epoch")
+    scores.set_ylim(0, 1)
+    scores.legend()
+    figure.suptitle(f"training curves: {run_dir.name}")
+    plots.save(figure, run_dir / "curves.png")
+
+
+def print_history(name: str, history: list[dict]) -> None:
+    console.print(table(f"run {name}", list(history[0]), (row.values() for row in history)))

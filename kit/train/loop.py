@@ -1,0 +1,202 @@
+"""`kit train`: one readable training loop (after torchvision's reference scripts).
+
+Reads only the competition's ``public/`` folder. Every epoch is seeded from (seed, epoch), and
+``last.pt`` is written atomically after each epoch, so a run killed at any point and resumed with
+``--resume`` reaches the same weights as an uninterrupted run. Data-parallel under torchrun
+(gloo on the CPU): each process draws its slice of the same seeded epoch order.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kit.competition import Competition
+from kit.console import console, progress
+from kit.errors import KitError
+from kit.files import write_json
+from kit.losses import make_loss
+from kit.memory import keep_freed_memory
+from kit.train.checkpoint import (build_model, load_weights, read_checkpoint,
+                                  write_checkpoint)
+from kit.train.config import RESUMABLE_CHANGES, TrainConfig
+from kit.train.data import EpochSampler, PosterDataset, prepare_data
+from kit.train.distributed import (Distributed, barrier, epoch_seed, run_seed, seed_everything,
+                                   start_distributed)
+from kit.train.inference import as_model_input, predict_probabilities
+from kit.train.log import print_history, write_log
+from kit.train.thresholds import decision_thresholds, f1_micro_macro
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
+    """Start the output layer at the training prior's log-odds, so epoch 1 begins at the prior's
+    loss instead of spending thousands of steps pulling every genre's bias down from 0."""
+    output = [m for m in model.modules() if isinstance(m, nn.Linear)
+              and m.out_features == len(prevalence) and m.bias is not None][-1]
+    odds = np.clip(prevalence, 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        output.bias.copy_(torch.from_numpy(np.log(odds / (1 - odds)).astype(np.float32)))
+
+
+def _as_listed(value):
+    """Settings compared across a checkpoint round trip (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_resumable(checkpoint: dict, config: TrainConfig, run_name: str) -> None:
+    """Resuming with settings that change what is trained is refused, naming them."""
+    now = asdict(config)
+    changed = {k: (v, now[k]) for k, v in checkpoint["config"].items()
+               if k not in RESUMABLE_CHANGES and _as_listed(v) != _as_listed(now[k])}
+    if changed:
+        raise KitError(f"run {run_name!r} was trained with other settings; resuming would mix "
+                       "them (" + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
+                                            changed.items()) + "); use another --name")
+
+
+def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
+              resume: bool = False, scheduler: str = "local", fold: int | None = None
+              ) -> dict | None:
+    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
+    process = start_distributed()
+    if (run_dir / "last.pt").exists() and not resume:
+        raise KitError(f"run {run_name!r} exists in {run_dir.parent}; pass --resume to continue "
+                       "it or choose another --name")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // process.world))
+    seed = run_seed(config.seed, fold)
+    seed_everything(seed)
+    data = prepare_data(config, competition, scheduler, fold)
+    model = build_model(config, len(data.genres), data.data_options)
+    init_output_bias(model, data.train_labels.mean(0, dtype=np.float64))
+    criterion = make_loss(config.loss, data.plan.pos_weight)
+    optimizer = OPTIMIZERS[config.optimizer](
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr,
+        weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
+    if resume and (run_dir / "last.pt").exists():
+        checkpoint = read_checkpoint(run_dir / "last.pt", f"run {run_name!r}")
+        check_resumable(checkpoint, config, run_name)
+        load_weights(model, checkpoint["model_state"], f"run {run_name!r}")
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        state = checkpoint["state"]
+        if process.main:
+            console.print(f"resuming {run_name} after epoch {state['epoch']}")
+    network = nn.parallel.DistributedDataParallel(model) if process.world > 1 else model
+    sampler = EpochSampler(len(data.train), seed, data.plan.sample_weights, process.rank,
+                           process.world)
+    train_loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler,
+                              num_workers=config.workers, persistent_workers=config.workers > 0)
+    valid_loader = DataLoader(data.valid, batch_size=max(64, config.batch_size),
+                              num_workers=config.workers)
+    identity = dict(config=config, genres=data.genres, competition=competition.name,
+                    data_options=data.data_options, run=run_name)
+    if process.main:
+        write_json(run_dir / "config.json", asdict(config))
+        for note in data.plan.notes:
+            console.print(f"[yellow]{note}[/]")
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch)
+        if isinstance(data.train, PosterDataset):
+            data.train.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(seed, epoch * 101) + process.rank)
+        started = time.perf_counter()
+        train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
+                                     f"epoch {epoch + 1}/{config.epochs}", process,
+                                     bf16=config.bf16_training)
+        seconds = time.perf_counter() - started
+        valid = evaluate(model, valid_loader, criterion, data.valid_labels)
+        improved = valid["loss"] < state["best_loss"] - 1e-6
+        state["best_loss"] = min(state["best_loss"], valid["loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        state["history"].append({
+            "epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid["loss"],
+            "valid_f1_micro": valid["f1_micro"], "valid_f1_macro": valid["f1_macro"],
+            "seconds": round(seconds, 2),
+            "images_per_second": round(len(sampler) * process.world / seconds, 1)})
+        if process.main:
+            console.print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, valid loss "
+                          f"{valid['loss']:.4f}, valid F1 micro {valid['f1_micro']:.3f} macro "
+                          f"{valid['f1_macro']:.3f}{' (best)' if improved else ''}")
+            if improved:
+                write_checkpoint(run_dir / "best.pt", **identity,
+                                 model_state=model.state_dict(), epoch=epoch + 1)
+            write_checkpoint(run_dir / "last.pt", **identity, model_state=model.state_dict(),
+                             optimizer_state=optimizer.state_dict(), state=state)
+            write_log(run_dir, state["history"])
+    barrier(process)        # rank 0's last checkpoint is on disk before anyone moves on
+    summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data.valid_labels,
+                              data.genres, state) if process.main else None
+    barrier(process)
+    return summary
+
+
+def train_one_epoch(network, criterion, optimizer, loader, description: str,
+                    process: Distributed = Distributed(), bf16: bool = False) -> float:
+    """One pass over ``loader``; returns the mean training loss (over this process's batches).
+
+    ``bf16`` runs the forward pass under bfloat16 autocast (weights, loss and optimiser stay
+    float32), faster on CPUs with native bf16 (AVX512-BF16, AMX).
+    """
+    keep_freed_memory()
+    network.train()
+    total, count = 0.0, 0
+    started = time.perf_counter()
+    with progress(transient=True) as bar:
+        task = bar.add_task(description, total=len(loader), rate="")
+        for inputs, targets in loader:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = network(as_model_input(inputs))
+            loss = criterion(logits.float(), targets.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(inputs)
+            count += len(inputs)
+            rate = count * process.world / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
+    return total / max(count, 1)
+
+
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels: np.ndarray
+             ) -> dict:
+    """Validation loss and micro/macro F1 at 0.5, plus the probabilities."""
+    probabilities, logits = predict_probabilities(model, loader)
+    loss = float(criterion(logits, torch.from_numpy(labels.astype(np.float32))))
+    micro, macro = f1_micro_macro(labels, probabilities >= 0.5)
+    return {"loss": loss, "probabilities": probabilities, "f1_micro": micro, "f1_macro": macro}
+
+
+def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn.Module,
+                    valid_loader, valid_labels, genres: list[str], state: dict) -> dict:
+    """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
+    best = read_checkpoint(run_dir / "best.pt", f"run {run_name!r}")
+    load_weights(model, best["model_state"], f"run {run_name!r}")
+    probabilities, _ = predict_probabilities(model, valid_loader)
+    thresholds = decision_thresholds(config.tune_thresholds, probabilities, valid_labels)
+    micro, macro = f1_micro_macro(valid_labels, probabilities >= thresholds)
+    summary = {"run": run_name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
+               "best_valid_loss": round(state["best_loss"], 5),
+               "valid_f1_micro_tuned": micro, "valid_f1_macro_tuned": macro,
+               "stopped_early": state["bad_epochs"] >= config.patience,
+               "run_dir": str(run_dir)}
+    write_checkpoint(run_dir / "best.pt", config, best["genres"], best["competition"],
+                     best["data_options"], best["run"], best["model_state"],
+                     epoch=best["epoch"], thresholds=thresholds.tolist(),
+                     valid={"probabilities": probabilities, "labels": valid_labels})
+    if state["history"]:
+        write_log(run_dir, state["history"])
+        print_history(run_dir.name, state["history"])
+    write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+    write_json(run_dir / "summary.json", summary)
+    return summary
