@@ -82,10 +82,12 @@ def load_answers(path: str | Path) -> AnswerKey:
     genres = genre_list(genres_path) if genres_path.exists() else sorted(
         {g for text in frame["genres"] for g in text.split("|") if g})
     train_path = folder / "public" / "train.csv"
-    if train_path.exists():
-        train = pd.read_csv(train_path, dtype=str, keep_default_na=False)
-        prevalence = encode(train["genres"], genres).mean(0)
-    else:
-        prevalence = encode(frame["genres"], genres).mean(0)
+    if not train_path.exists():
+        # The "training prior" reference must come from training labels: computed from the
+        # test labels it would be an oracle posing as a reference.
+        raise KitError(f"{train_path} is missing: the reference predictors need the training "
+                       "labels beside the answer key")
+    train = pd.read_csv(train_path, dtype=str, keep_default_na=False)
+    prevalence = encode(train["genres"], genres).mean(0)
     return AnswerKey(folder, frame["id"].tolist(), encode(frame["genres"], genres),
                      frame["usage"].to_numpy(), genres, prevalence)

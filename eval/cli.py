@@ -14,7 +14,7 @@ from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
 from kit.console import console, table
-from kit.errors import KitError
+from kit.errors import KitError, os_error_message
 from kit.files import write_json
 from kit.workdir import DEFAULT_WORKDIR, Workdir
 
@@ -99,6 +99,17 @@ def cmd_close(args) -> dict:
     return {"competition": competition.name, "closed": True}
 
 
+def resamples(text: str) -> int:
+    """A bootstrap resample count: a whole number from 0 (no intervals) to 100,000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 100000, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -114,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--answers", help="answer key CSV (default: the competition's)")
         sub.add_argument("--threshold", type=float, default=0.5,
                          help="probabilities at or above it count as predicted (0.5)")
-        sub.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
+        sub.add_argument("--bootstrap", type=resamples, default=DEFAULT_RESAMPLES,
                          help="bootstrap resamples for intervals, 0 for none (%(default)s)")
         sub.add_argument("--reveal-private", action="store_true",
                          help="also score the private part")
@@ -152,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KitError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        return 2
+    except OSError as error:
+        console.print(f"[bold red]error:[/] {escape(os_error_message(error))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 130

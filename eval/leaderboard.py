@@ -22,12 +22,26 @@ COLUMNS = ["f1_macro", "f1_micro", "f1_samples", "accuracy", "subset_accuracy", 
 
 
 def submissions_in(folder: str | Path) -> list[Path]:
-    """Every CSV of a submission folder, sorted by name."""
+    """Every CSV of a submission folder, sorted by name (links out of the folder included:
+    the board lists them as refused, without reading them)."""
     from kit.errors import KitError
     folder = Path(folder)
     if not folder.is_dir():
         raise KitError(f"submission folder {folder} does not exist")
     return sorted(folder.glob("*.csv"))
+
+
+def display_name(path: Path) -> str:
+    """A file name fit for any report: bytes that are not UTF-8 shown as escapes."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
+def outside(path: Path) -> bool:
+    """A link that leads out of its folder (or nowhere)."""
+    try:
+        return not path.resolve(strict=True).is_relative_to(path.parent.resolve())
+    except (OSError, RuntimeError):
+        return True
 
 
 def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
@@ -43,12 +57,17 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
         raise KitError(f"unknown --metric {metric!r}; choose one of {', '.join(COLUMNS)}")
     entries, invalid = [], []
     for path in paths:
+        name = display_name(path)
+        if path.is_symlink() and outside(path):
+            invalid.append({"name": name, "problems": ["a link to a file outside the "
+                                                       "submission folder: not read"]})
+            continue
         try:
             result = score_submission(path, key, threshold, resamples, None, reveal_private)
         except SubmissionError as error:
-            invalid.append({"name": path.name, "problems": error.problems})
+            invalid.append({"name": name, "problems": error.problems})
             continue
-        entries.append({"name": path.name, "result": result, "path": path})
+        entries.append({"name": name, "result": result, "path": path})
     show_private = reveal_private or key.closed
     # Once closed, the private part ranks (the final standing); the public rank stays beside it.
     part = "private" if key.closed and len(key.part("Private")) else "public"
@@ -103,7 +122,7 @@ def _summary(entry: dict, show_private: bool) -> dict:
 
 def _figures(entries: list[dict], key: AnswerKey, out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
-    names = [e["name"] for e in entries]
+    names = [e["name"].replace("$", r"\$") for e in entries]     # no mathtext from a file name
     public = [e["result"]["public"] for e in entries]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))
@@ -146,9 +165,14 @@ def _format(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]!|<>"} |
+                                 {"\n": " ", "\r": " ", "\t": " "})
+
+
 def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
     def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+        """Any string from a file or a name, inert in Markdown (no HTML, link or table cell)."""
+        return str(text).translate(MARKDOWN_SPECIAL)
     part = board["ranked_by"]
     lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", "",
              f"Ranked by the **{part}** part's `{board['metric']}`"

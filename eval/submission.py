@@ -82,7 +82,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     problems: list[str] = []
     lowered = [name.lower() for name in header]
     if "id" not in lowered:
-        raise SubmissionError([f"no 'id' column (the header is {', '.join(header)[:200]!r})"])
+        raise SubmissionError([f"no 'id' column among the header's {len(header)} columns"])
     id_column = header[lowered.index("id")]
     others = [name for name in header if name != id_column]
     label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS

@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from kit.console import console, summary
-from kit.errors import KitError
+from kit.arguments import SEED, WORKERS, number, whole
+from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.workdir import DEFAULT_WORKDIR, Workdir
 
@@ -51,37 +52,27 @@ def cmd_split(args) -> dict:
 
 def cmd_audit(args) -> dict:
     from kit import balancing
-    from kit.labels import encode
     from kit.competition import Competition
     competition = Competition.find(Workdir(args.workdir), args.competition)
-    table_ = competition.train_table()
+    parts = competition.labelled_parts()
     genres = competition.genres()
-    train = encode(table_.loc[table_["part"] == "train", "genres"], genres)
-    valid = encode(table_.loc[table_["part"] == "valid", "genres"], genres)
-    balance = balancing.plan(args.strategy, train, valid, args.seed, **balance_options(args),
-                             genres=genres)
+    train = parts["train"].labels
+    balance = balancing.plan(args.strategy, train, parts["valid"].labels, args.seed,
+                             **balance_options(args), genres=genres)
     out = Workdir(args.workdir).root / "audits" / competition.name
     return balancing.audit(args.strategy, train, genres, balance, out, args.seed)
 
 
-TRAIN_OVERRIDES = ("model", "frozen", "views", "head_hidden", "precision", "pretrained",
-                   "hub_weights", "strategy", "min_count", "target_size", "weight_cap", "loss",
-                   "optimizer", "lr", "weight_decay", "dropout", "batch_size", "epochs",
-                   "patience", "augment", "tune_thresholds", "seed", "workers", "folds")
-
-
 def train_config(args):
     """The run's configuration: --config file (or defaults), then explicit options on top."""
-    from kit.training import TrainConfig
+    from kit.train.config import TrainConfig, given_options
     config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
-    given = {("balance" if key == "strategy" else key): getattr(args, key)
-             for key in TRAIN_OVERRIDES if getattr(args, key, None) is not None}
-    return config.updated(given)
+    return config.updated(given_options(args), "the command line")
 
 
 def cmd_train(args) -> dict:
-    from kit.training import train
-    config = train_config(args)
+    config = train_config(args)         # checked before torch is imported
+    from kit.train.run import train
     name = args.name or (Path(args.config).stem if args.config else config.model.replace(":", "-"))
     return train(config, Workdir(args.workdir), name, args.competition, args.resume,
                  args.scheduler)
@@ -94,8 +85,9 @@ def cmd_predict(args) -> dict:
 
 
 def cmd_search(args) -> dict:
-    from kit.search import random_search
-    return random_search(train_config(args), Workdir(args.workdir), args.name, args.trials,
+    config = train_config(args)
+    from kit.train.search import random_search
+    return random_search(config, Workdir(args.workdir), args.name, args.trials,
                          args.trial_epochs, tuple(args.lr_range), args.search_seed,
                          args.competition)
 
@@ -107,51 +99,18 @@ def cmd_baseline(args) -> dict:
 
 
 def cmd_compare(args) -> dict:
+    config = train_config(args)
     from kit.compare import compare
-    return compare(train_config(args), Workdir(args.workdir), args.strategies, args.competition,
+    return compare(config, Workdir(args.workdir), args.strategies, args.competition,
                    args.submissions, args.prefix, args.bootstrap, args.scheduler)
 
 
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
-    """Options that override the --config file; unset ones keep the file's (or default) value.
-
-    Names (loss, optimizer, precision, model) are checked by TrainConfig, so that building this
-    parser never imports torch (900 MB and 4 s for every command)."""
+    """--config, --competition and one option per TrainConfig field (they override the file)."""
+    from kit.train.config import add_config_arguments
     sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
     sub.add_argument("--competition", help="competition name (default: the latest)")
-    sub.add_argument("--model", help="lenet, efficientnet_lite0/1/2 or timm:<name>")
-    sub.add_argument("--frozen", action="store_true", default=None,
-                     help="train a head on cached frozen-backbone embeddings")
-    sub.add_argument("--views", nargs="+", help="frozen mode: full top middle bottom flip")
-    sub.add_argument("--head-hidden", type=int, help="frozen mode: hidden units (0: logistic)")
-    sub.add_argument("--precision",
-                     help="bf16 or fp32: autocast of frozen-mode embeddings or of image-model "
-                          "training steps (default bf16; fp32 on CPUs without native bf16)")
-    sub.add_argument("--pretrained", help="local checkpoint for a timm model")
-    sub.add_argument("--hub-weights", action="store_true", default=None,
-                     help="download timm hub weights (fails offline)")
-    sub.add_argument("--balance", "--strategy", dest="strategy",
-                     help="none, min-per-genre, class-weight, sampler")
-    sub.add_argument("--min-count", type=int, help="min-per-genre: films per genre (M)")
-    sub.add_argument("--target-size", type=int, help="min-per-genre: training films wanted")
-    sub.add_argument("--weight-cap", type=float, help="class-weight: largest pos_weight")
-    sub.add_argument("--loss", help="bce, asl or focal")
-    sub.add_argument("--optimizer", help="adam, adamw or sgd")
-    sub.add_argument("--lr", type=float)
-    sub.add_argument("--weight-decay", type=float)
-    sub.add_argument("--dropout", type=float)
-    sub.add_argument("--batch-size", type=int)
-    sub.add_argument("--epochs", type=int)
-    sub.add_argument("--patience", type=int, help="early stopping patience in epochs")
-    sub.add_argument("--augment", action="store_true", default=None,
-                     help="albumentations flips, affine and colour jitter")
-    sub.add_argument("--no-tune-thresholds", dest="tune_thresholds", action="store_false",
-                     default=None)
-    sub.add_argument("--seed", type=_integer)
-    sub.add_argument("--workers", type=int, help="data loader processes")
-    sub.add_argument("--folds", type=int,
-                     help="cross-fit: one model per fold of train+valid, thresholds tuned on "
-                          "their out-of-fold predictions, their mean predicts (default 1: off)")
+    add_config_arguments(sub)
 
 
 def balance_options(args) -> dict:
@@ -164,18 +123,11 @@ def add_balance_arguments(sub: argparse.ArgumentParser) -> None:
     from kit.balancing import STRATEGIES
     sub.add_argument("--balance", "--strategy", dest="strategy", default="none",
                      choices=list(STRATEGIES), help="balancing strategy (default: %(default)s)")
-    sub.add_argument("--min-count", type=int, help="min-per-genre: films per genre (M)")
-    sub.add_argument("--target-size", type=int,
+    sub.add_argument("--min-count", type=whole(1, 10**9), help="min-per-genre: films per genre (M)")
+    sub.add_argument("--target-size", type=whole(1, 10**9),
                      help="min-per-genre: derive M so the training set has about this many films")
-    sub.add_argument("--weight-cap", type=float, default=50.0,
+    sub.add_argument("--weight-cap", type=number(0.01, 1e6), default=50.0,
                      help="class-weight: largest pos_weight (default: %(default)s)")
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
 
 
 def _scheduler(text: str) -> str:
@@ -207,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("synth", cmd_synth, "write a synthetic poster data set (Letterboxd layout)")
     sub.add_argument("--out", required=True, help="folder to write")
-    sub.add_argument("--n", type=int, default=3000, help="films (default: %(default)s)")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument("--n", type=whole(1, 10**7), default=3000, help="films (default: %(default)s)")
+    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
 
     sub = command("prepare", cmd_prepare, "ingest a poster data set into the preprocessed store")
     sub.add_argument("source", help="data folder (Letterboxd, wide one-hot or list layout)")
@@ -218,25 +170,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--labels", help="label CSV inside the folder (default: detected)")
     sub.add_argument("--posters", help="poster folder (default: posters/ or Images/)")
     sub.add_argument("--size", type=_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
-    sub.add_argument("--shard-size", type=int, default=256, help="posters per shard (256)")
-    sub.add_argument("--max-pixels", type=int, default=60_000_000,
+    sub.add_argument("--shard-size", type=whole(1, 100_000), default=256, help="posters per shard (256)")
+    sub.add_argument("--max-pixels", type=whole(64, 10**10), default=60_000_000,
                      help="larger images are refused as decompression bombs (60,000,000)")
-    sub.add_argument("--chunksize", type=int, default=500_000, help="label CSV rows per chunk")
-    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument("--chunksize", type=whole(1, 10**8), default=500_000, help="label CSV rows per chunk")
+    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
     add_scheduler_argument(sub)
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
     sub.add_argument("--dataset", help="dataset name (default: the latest prepared)")
     sub = command("split", cmd_split, "freeze a competition: stratified train/valid/test split")
     sub.add_argument("--dataset", help="prepared dataset (default: the latest)")
-    sub.add_argument("--sample", type=_integer, help="use N randomly chosen films")
+    sub.add_argument("--sample", type=whole(1, 10**9), help="use N randomly chosen films")
     sub.add_argument("--test", type=float, default=0.3, help="test fraction of all (0.3)")
     sub.add_argument("--valid", type=float, default=0.2, help="valid fraction of the rest (0.2)")
     sub.add_argument("--public", type=float, default=0.5,
                      help="public fraction of the test part (0.5)")
-    sub.add_argument("--min-support", type=_integer, default=10,
+    sub.add_argument("--min-support", type=whole(1, 10**9), default=10,
                      help="drop genres with fewer films (10)")
-    sub.add_argument("--seed", type=_integer, default=0)
+    sub.add_argument("--seed", type=SEED, default=0)
 
     sub = command("train", cmd_train, "train a model (early stopping, checkpoints, --resume)")
     sub.add_argument("--name", help="run name (default: the config file's or model's name)")
@@ -255,11 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("search", cmd_search, "random search over learning rate and dropout")
     sub.add_argument("--name", default="search", help="search name (default: %(default)s)")
-    sub.add_argument("--trials", type=int, default=8)
-    sub.add_argument("--trial-epochs", type=int, default=5)
-    sub.add_argument("--lr-range", type=float, nargs=2, default=[1e-4, 1e-2],
+    sub.add_argument("--trials", type=whole(1, 10_000), default=8)
+    sub.add_argument("--trial-epochs", type=whole(1, 100_000), default=5)
+    sub.add_argument("--lr-range", type=number(1e-12, 10.0), nargs=2, default=[1e-4, 1e-2],
                      metavar=("LOW", "HIGH"))
-    sub.add_argument("--search-seed", type=_integer, default=0)
+    sub.add_argument("--search-seed", type=SEED, default=0)
     add_train_arguments(sub)
 
     sub = command("compare", cmd_compare,
@@ -268,21 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="none min-per-genre class-weight sampler asymmetric-loss (default: all)")
     sub.add_argument("--submissions", default="submissions")
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
-    sub.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000, help="bootstrap resamples")
     add_train_arguments(sub)
     add_scheduler_argument(sub)
 
     sub = command("baseline", cmd_baseline, "the whole baseline: data to score")
     sub.add_argument("--baseline", default="lenet", help="baseline name or TOML file")
     sub.add_argument("--data", help="data folder (default: synthetic posters)")
-    sub.add_argument("--films", type=int, default=3000, help="synthetic films (3000)")
-    sub.add_argument("--seed", type=_integer, default=0)
-    sub.add_argument("--epochs", type=int, help="override the baseline's epoch budget")
+    sub.add_argument("--films", type=whole(10, 10**7), default=3000, help="synthetic films (3000)")
+    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--epochs", type=whole(1, 100_000),
+                     help="override the baseline's epoch budget")
     sub.add_argument("--submissions", default="submissions")
 
     sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
     sub.add_argument("--competition", help="competition name (default: the latest)")
-    sub.add_argument("--seed", type=_integer, default=0)
+    sub.add_argument("--seed", type=SEED, default=0)
     add_balance_arguments(sub)
     add_hosted_commands(command, add_scheduler_argument)
     return parser
@@ -297,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in getattr(error, "problems", []):
             console.print(f"  - {escape(problem)}", soft_wrap=True)
         return getattr(error, "exit_code", 2)
+    except OSError as error:
+        console.print(f"[bold red]error:[/] {escape(os_error_message(error))}", soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")
         return 130

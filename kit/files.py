@@ -11,16 +11,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def shared_mode() -> int:
+    """The mode a new shared file gets under the current umask (0644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Temporary names carry the writer's host and PID, so that a successful write can remove the
-    temporaries that killed writers (kill -9) of the same file left behind."""
+    The file is created with the umask's mode, as any shared artefact should be, or 0600 when
+    ``private`` (the answer key). Temporary names carry the writer's host and PID, so that a
+    successful write can remove the temporaries that killed writers (kill -9) left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
+    os.fchmod(fd, 0o600 if private else shared_mode())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,9 +65,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+def write_text(path: str | os.PathLike, text: str, private: bool = False) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -67,9 +76,9 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_csv(path: str | os.PathLike, frame) -> None:
+def write_csv(path: str | os.PathLike, frame, private: bool = False) -> None:
     """Write a pandas DataFrame to ``path`` atomically, without its index."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, private) as tmp:
         frame.to_csv(tmp, index=False)
 
 

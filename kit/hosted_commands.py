@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
+from kit.arguments import WORKERS, whole
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -65,7 +66,8 @@ def add_commands(command, add_scheduler_argument) -> None:
 
     sub = command("join", cmd_join, "join a competition from its participant bundle")
     sub.add_argument("bundle", help="the .tar.gz or .zip the organiser published")
-    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument("--workers", type=WORKERS, default=None,
+                     help="processes (default: all cores)")
     add_scheduler_argument(sub, default="processes")
 
     def client_options(sub):
@@ -86,6 +88,6 @@ def add_commands(command, add_scheduler_argument) -> None:
     client_options(sub)
 
     sub = command("final", cmd_final, "select a submission for the private leaderboard")
-    sub.add_argument("id", type=int, help="submission id (see `kit submissions`)")
+    sub.add_argument("id", type=whole(1, 2**62), help="submission id (see `kit submissions`)")
     sub.add_argument("--unselect", action="store_true", help="remove it from the finals")
     client_options(sub)

@@ -208,4 +208,6 @@ def _write_bundle(folder: Path, films: pd.DataFrame, genres: list[str], parts: d
     usage = pd.Series("Private", index=films.index)
     usage.iloc[parts["public"]] = "Public"
     answers = films.iloc[test_rows][["id", "genres"]].assign(usage=usage.iloc[test_rows])
-    write_csv(private / "answers.csv", answers)
+    private.mkdir(parents=True, exist_ok=True)
+    os.chmod(private, 0o700)                     # the answer key is the organiser's alone
+    write_csv(private / "answers.csv", answers, private=True)

@@ -176,3 +176,30 @@ def test_closed_leaderboard_ranks_by_the_private_part(key, competition, tmp_path
     assert ranks["prober.csv"][1] == 1
     report = (tmp_path / "closed" / "leaderboard.md").read_text()
     assert "Ranked by the **private** part" in report
+
+
+def test_leaderboard_survives_hostile_files_and_names_and_leaks_nothing(key, competition,
+                                                                      tmp_path):
+    """One bad file never takes the board down; a link out of the folder is not read; names and
+    problems are inert in the Markdown, the HTML and the console."""
+    import os
+    from eval.leaderboard import build_leaderboard, submissions_in
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    good = answers_as_submission(key, folder / "good.csv")
+    (folder / "$\\foo$ <img src=x> [a](b) | x.csv").write_bytes(good.read_bytes())
+    (folder / "badheader.csv").write_text(" id ,\u00a0Drama,\"Comedy\"\n1,0,0\n")
+    os.symlink("/etc/passwd", folder / "secret.csv")
+    (folder / os.fsdecode(b"latin\xe9.csv")).write_bytes(good.read_bytes())
+    board = build_leaderboard(submissions_in(folder), key, tmp_path / "out", resamples=0)
+    scored = {e["name"] for e in board["entries"] if not e["reference"]}
+    assert {"good.csv", "$\\foo$ <img src=x> [a](b) | x.csv", "latin\\xe9.csv"} <= scored
+    refused = {bad["name"]: bad["problems"] for bad in board["invalid"]}
+    assert "not read" in refused["secret.csv"][0] and "badheader.csv" in refused
+    everything = "".join((tmp_path / "out" / f).read_text() for f in
+                         ("leaderboard.md", "leaderboard.html", "leaderboard.json"))
+    assert "root:" not in everything
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    import re
+    assert not re.search(r"(?<!\\)<img", markdown) and "[a](b)" not in markdown
+    assert "<img src=x>" not in (tmp_path / "out" / "leaderboard.html").read_text()

@@ -1,0 +1,82 @@
+"""Promises of every command: shared files readable, the answer key private, and any argument
+value ends in a result or one clear message (exit code 0 or 2), never a traceback."""
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kit.errors import KitError
+from kit.files import shared_mode
+
+
+def test_shared_artefacts_follow_the_umask_and_the_answer_key_is_owner_only(competition):
+    for path in competition.public.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == shared_mode(), path
+    assert stat.S_IMODE(competition.answers.stat().st_mode) == 0o600
+    assert stat.S_IMODE(competition.answers.parent.stat().st_mode) == 0o700
+
+
+def test_the_training_prior_never_comes_from_the_test_labels(competition, tmp_path):
+    from eval.answers import load_answers
+    copy = tmp_path / competition.name
+    shutil.copytree(competition.folder, copy)
+    (copy / "public" / "train.csv").unlink()
+    with pytest.raises(KitError, match="need the training labels"):
+        load_answers(copy / "private" / "answers.csv")
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path):
+    sample = str(competition.public / "sample_submission.csv")
+    cases = [("eval", "score", sample, "--workdir", str(workdir), "--out", "/proc/version"),
+             ("kit", "report", "--workdir", str(workdir), "--dataset", "nope"),
+             ("kit", "synth", "--out", "/proc/kit-synth", "--n", "5")]
+    for argv in cases:
+        done = run(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert "Traceback" not in done.stderr and "error" in done.stderr
+
+
+VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
+                          "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s"])
+COMMANDS = {
+    ("kit", "synth"): ["--out", "--n", "--seed", "--workers"],
+    ("kit", "split"): ["--sample", "--test", "--valid", "--public", "--min-support", "--seed"],
+    ("kit", "train"): ["--lr", "--epochs", "--batch-size", "--dropout", "--folds", "--views",
+                       "--config", "--model", "--weight-cap", "--seed"],
+    ("kit", "predict"): ["--run", "--out", "--name", "--part"],
+    ("kit", "audit"): ["--strategy", "--min-count", "--target-size", "--weight-cap"],
+    ("kit", "submit"): ["--server", "--token", "--message"],
+    ("eval", "score"): ["--threshold", "--bootstrap", "--answers", "--against"],
+    ("eval", "rules"): ["--daily-limit", "--final", "--deadline", "--metric", "--max-upload-mb"],
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(command=st.sampled_from(sorted(COMMANDS)), picks=st.data())
+def test_any_argument_value_ends_in_a_result_or_one_clear_message(workdir, tmp_path_factory,
+                                                                   command, picks):
+    option = picks.draw(st.sampled_from(COMMANDS[command]))
+    value = picks.draw(VALUES)
+    scratch = tmp_path_factory.mktemp("fuzz")
+    argv = [*command]
+    if command == ("kit", "submit") or command == ("eval", "score"):
+        argv.append(str(scratch / "missing.csv"))
+    if command == ("kit", "synth") and option != "--out":
+        argv += ["--out", str(scratch / "synth"), "--n", "3"]
+    if command == ("kit", "train"):
+        argv += ["--epochs", "1"] if option != "--epochs" else []
+    argv += ["--workdir", str(workdir if command[1] != "split" else scratch), option, value]
+    done = run(*argv)
+    assert done.returncode in (0, 2), (argv, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
