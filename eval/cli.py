@@ -44,7 +44,7 @@ def print_score(result: dict) -> None:
     first = result[parts[0]]
     console.print(table(f"per genre ({parts[0]})", ["genre", "precision", "recall", "f1",
                                                       "support", "predicted"],
-                        ([escape(g["genre"]), g["precision"], g["recall"], g["f1"], g["support"],
+                        ([g["genre"], g["precision"], g["recall"], g["f1"], g["support"],
                           g["predicted"]] for g in first["per_genre"])))
     references = [[name, r["f1_micro"], r["f1_macro"], r["accuracy"]]
                   for name, r in first["references"].items()]
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, handler, help):
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--workdir", default=DEFAULT_WORKDIR)
-        sub.add_argument("--competition", help="competition name (default: the only or latest)")
+        sub.add_argument("--competition",
+                         help="competition name (default: the current one, see `kit use`)")
         sub.set_defaults(handler=handler)
         return sub
 

@@ -99,7 +99,7 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
     write_text(out / "leaderboard.html", _html(board, figures))
     console.print(table(f"{title} of {key.competition.name} by {part} {metric}",
                         ["rank", "submission", *COLUMNS],
-                        ([e["rank"], escape_markup(e["name"]) + (" (tied with #1)" if e["tied"] else ""),
+                        ([e["rank"], e["name"] + (" (tied with #1)" if e["tied"] else ""),
                           *(e[part].get(c) for c in COLUMNS)] for e in board["entries"])))
     for bad in invalid:
         console.print(f"[red]invalid[/] {escape_markup(bad['name'])}: "
@@ -122,7 +122,7 @@ def _summary(entry: dict, show_private: bool) -> dict:
 
 def _figures(entries: list[dict], key: AnswerKey, out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
-    names = [e["name"].replace("$", r"\$") for e in entries]     # no mathtext from a file name
+    names = [e["name"] for e in entries]
     public = [e["result"]["public"] for e in entries]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))

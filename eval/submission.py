@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class SubmissionError(ValueError):
 @dataclass
 class Submission:
     """A validated submission aligned with the answer key's ids."""
-    values: np.ndarray          # (n_test, n_genres) float32: probabilities or 0/1 decisions
+    values: np.ndarray          # (n_test, n_genres) float64 as submitted: probabilities or 0/1
     kind: str                   # "probabilities", "decisions" or "labels"
 
     @property
@@ -102,12 +103,21 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     try:
         # Genre columns parse as numbers where they are numbers; a column with anything else
         # comes back as text, and the careful path names each bad cell.
+        # index_col=False: a row with more fields than the header costs time linear in its
+        # length (pandas would otherwise make the extra fields an index) and is reported.
         text_columns = [id_column] + (others if label_format else [])
         chunks = read_chunks(path, "reading the submission",
                              dtype={c: str for c in text_columns}, keep_default_na=False,
-                             encoding="utf-8-sig", chunksize=chunk_rows, skipinitialspace=True)
-        for chunk in chunks:
-            reader.add(chunk)
+                             encoding="utf-8-sig", chunksize=chunk_rows, skipinitialspace=True,
+                             index_col=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            for chunk in chunks:
+                first = reader.rows + 1
+                reader.add(chunk)
+                if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+                    reader.long_rows.append(f"{first}-{reader.rows}")
+                    caught.clear()
     except pd.errors.ParserError as error:
         raise SubmissionError([f"the file is not valid CSV: {error}"]) from None
     except UnicodeDecodeError as error:
@@ -124,7 +134,7 @@ class _Reader:
         self.genres = genres
         self.id_column = id_column
         self.label_column = label_column
-        self.values = np.zeros((len(test_ids), len(genres)), dtype=np.float32)
+        self.values = np.zeros((len(test_ids), len(genres)), dtype=np.float64)
         self.seen = np.zeros(len(test_ids), dtype=bool)
         self.rows = 0
         self.empty_ids: list[int] = []
@@ -135,6 +145,7 @@ class _Reader:
         self.bad_cells: dict[str, list[str]] = {}
         self.bad_counts: dict[str, int] = {}
         self.unknown_genres: dict[str, int] = {}
+        self.long_rows: list[str] = []      # row ranges holding rows longer than the header
 
     def _cell_problem(self, kind: str, where: list[str], count: int) -> None:
         self.bad_cells.setdefault(kind, []).extend(where[:SHOWN])
@@ -168,7 +179,7 @@ class _Reader:
         fast = self._fast_numbers(rows)
         if fast is not None:
             return fast
-        out = np.zeros((len(rows), len(self.genres)), dtype=np.float32)
+        out = np.zeros((len(rows), len(self.genres)), dtype=np.float64)
         for j, genre in enumerate(self.genres):
             text = rows[genre].astype(str).str.strip()
             value = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
@@ -194,11 +205,11 @@ class _Reader:
         values = rows[self.genres].to_numpy(dtype=np.float64)
         if not np.all((values >= 0) & (values <= 1)):     # also false for NaN
             return None
-        return values.astype(np.float32)
+        return values
 
     def _parse_labels(self, labels: pd.Series) -> np.ndarray:
         column = {g: j for j, g in enumerate(self.genres)}
-        out = np.zeros((len(labels), len(self.genres)), dtype=np.float32)
+        out = np.zeros((len(labels), len(self.genres)), dtype=np.float64)
         for i, text in enumerate(labels):
             for name in text.split("|"):
                 name = name.strip()
@@ -215,6 +226,9 @@ class _Reader:
         problems = []
         if self.rows == 0:
             problems.append("the file has a header but no rows")
+        if self.long_rows:
+            problems.append("rows with more fields than the header, among rows "
+                            f"{_listing(self.long_rows)}")
         if self.empty_ids:
             problems.append(f"empty id in rows {_listing(self.empty_ids)}")
         if self.duplicate_count:

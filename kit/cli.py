@@ -50,6 +50,11 @@ def cmd_split(args) -> dict:
     return make_competition(workdir, args.dataset or workdir.latest_dataset(), options)
 
 
+def cmd_use(args) -> dict:
+    from kit.competition import use_competition
+    return use_competition(Workdir(args.workdir), args.name)
+
+
 def cmd_audit(args) -> dict:
     from kit import balancing
     from kit.competition import Competition
@@ -109,7 +114,7 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
     from kit.train.config import add_config_arguments
     sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
-    sub.add_argument("--competition", help="competition name (default: the latest)")
+    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
     add_config_arguments(sub)
 
 
@@ -233,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override the baseline's epoch budget")
     sub.add_argument("--submissions", default="submissions")
 
+    sub = command("use", cmd_use, "make a competition the work folder's current one")
+    sub.add_argument("name", help="competition name (see work/competitions/)")
+
     sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
-    sub.add_argument("--competition", help="competition name (default: the latest)")
+    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--seed", type=SEED, default=0)
     add_balance_arguments(sub)
     add_hosted_commands(command, add_scheduler_argument)

@@ -12,9 +12,33 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.files import read_json
+from kit.files import read_json, write_text
 from kit.labels import encode, genre_list
-from kit.workdir import Workdir
+from kit.workdir import Workdir, safe_name
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _announced(competition: "Competition") -> "Competition":
+    """Say once per process which competition a command uses."""
+    if competition.name not in _ANNOUNCED:
+        _ANNOUNCED.add(competition.name)
+        from kit.console import console
+        console.print(f"competition: {competition.name}", markup=False, highlight=False)
+    return competition
+
+
+def current_name(workdir: Workdir) -> str | None:
+    path = workdir.competitions / "CURRENT"
+    return path.read_text(encoding="utf-8").strip() or None if path.exists() else None
+
+
+def use_competition(workdir: Workdir, name: str) -> dict:
+    """`kit use NAME`: make ``name`` the work folder's current competition."""
+    competition = Competition.find(workdir, safe_name(name))
+    write_text(workdir.competitions / "CURRENT", competition.name + "\n")
+    return {"competition": competition.name, "current": True}
 
 
 @dataclass
@@ -30,20 +54,26 @@ class Competition:
 
     @classmethod
     def find(cls, workdir: Workdir, name: str | None = None) -> "Competition":
-        """The named competition, or the only/latest one in the work folder."""
+        """The named competition, else the work folder's current one (set by `kit split`,
+        `kit join` and `kit use`), else the only one; never a silent guess among several."""
         root = workdir.competitions
         if name:
             # A name in the work folder first; a path to a competition folder otherwise.
             for folder in (root / name, Path(name)):
                 if (folder / "public" / "train.csv").exists():
-                    return cls(folder)
+                    return _announced(cls(folder))
             raise KitError(f"no competition {name!r} in {root}")
-        found = sorted((p for p in root.glob("*") if (p / "public" / "train.csv").exists()),
-                       key=lambda p: (p / "public" / "train.csv").stat().st_mtime) \
+        current = current_name(workdir)
+        if current and (root / current / "public" / "train.csv").exists():
+            return _announced(cls(root / current))
+        found = sorted(p.name for p in root.glob("*") if (p / "public" / "train.csv").exists()) \
             if root.is_dir() else []
         if not found:
             raise KitError(f"no competition in {root}; run `kit split` or `kit join` first")
-        return cls(found[-1])
+        if len(found) > 1:
+            raise KitError(f"{len(found)} competitions in {root} ({', '.join(found[:5])}) and "
+                           "none is current: choose one with `kit use NAME` or --competition")
+        return _announced(cls(root / found[0]))
 
     @property
     def public(self) -> Path:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
 console = Console(stderr=True, highlight=False)
@@ -54,12 +55,15 @@ def read_chunks(path, description: str, **read_csv_options):
 
 
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
-    """A rich table with the given header and rows (values formatted with ``format_value``)."""
-    out = Table(title=title, title_justify="left")
+    """A rich table with the given header and rows (values formatted with ``format_value``).
+
+    Every cell is data, never markup: a genre named ``[/x] action`` or a file named
+    ``:smile:.csv`` is shown as written."""
+    out = Table(title=Text(str(title)), title_justify="left")
     for column in columns:
-        out.add_column(column, justify="left" if column in columns[:1] else "right")
+        out.add_column(Text(str(column)), justify="left" if column in columns[:1] else "right")
     for row in rows:
-        out.add_row(*(format_value(value) for value in row))
+        out.add_row(*(Text(format_value(value)) for value in row))
     return out
 
 

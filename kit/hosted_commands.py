@@ -2,8 +2,6 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from rich.markup import escape
-
 from kit.arguments import WORKERS, whole
 from kit.console import console, table
 from kit.workdir import Workdir
@@ -38,11 +36,11 @@ def cmd_submissions(args) -> dict:
     result = submissions(Workdir(args.workdir), args.server, args.token, args.competition)
     if not args.json:
         console.print(table(
-            f"submissions of team {escape(result['team'])}",
+            f"submissions of team {result['team']}",
             ["id", "when", "status", "score", "final", "file", "message"],
             ([s["id"], s["created_at"], s["status"], s["score"] if s["score"] is not None
-              else "-", "yes" if s["final"] else "", escape(s["filename"]),
-              escape(s["message"][:40])] for s in result["submissions"])))
+              else "-", "yes" if s["final"] else "", s["filename"],
+              s["message"][:40]] for s in result["submissions"])))
         console.print(f"{result['remaining_today']} submissions left today; the limit resets at "
                       f"{result['resets_at']}")
         return None
@@ -59,7 +57,7 @@ def add_commands(command, add_scheduler_argument) -> None:
     """Register these commands on the `kit` parser."""
     sub = command("export", cmd_export, "write the participant bundle of a competition "
                                         "(public files and posters, no test label)")
-    sub.add_argument("--competition", help="competition name (default: the latest)")
+    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--out", help="bundle file, .tar.gz or .zip "
                                    "(default: WORKDIR/bundles/<competition>.tar.gz)")
     sub.add_argument("--server", help="the grading server's URL, written into the bundle")
@@ -71,7 +69,7 @@ def add_commands(command, add_scheduler_argument) -> None:
     add_scheduler_argument(sub, default="processes")
 
     def client_options(sub):
-        sub.add_argument("--competition", help="competition name (default: the latest)")
+        sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
         sub.add_argument("--server", help="grading server URL (default: the bundle's)")
         sub.add_argument("--token", help="your token (default: $KIT_TOKEN, then "
                                          "~/.config/poster-genre-kit/token)")

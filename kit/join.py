@@ -13,7 +13,7 @@ import pandas as pd
 from kit.bundle import MANIFEST, PUBLIC_FILES, check_manifest, extract_bundle
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import read_json, write_json
+from kit.files import read_json, write_json, write_text
 from kit.store import build_store
 from kit.workdir import Workdir
 
@@ -68,5 +68,6 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
     write_json(public / "competition.json",
                {**info, "dataset": name, "joined": True,
                 "store": os.path.relpath(store_dir.resolve(), public.resolve())})
+    write_text(workdir.competitions / "CURRENT", name + "\n")
     return {"competition": name, "posters": stored["stored"], "folder": str(folder),
             "server": info.get("server"), "rules": info.get("rules")}

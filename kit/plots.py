@@ -6,6 +6,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Labels come from data (genre and file names): never read them as TeX math ("$\\foo$").
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

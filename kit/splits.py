@@ -126,6 +126,7 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
     folder = workdir.competitions / f"{dataset}-{key}"
     if (folder / "split.json").exists():
         existing = read_json(folder / "split.json")
+        write_text(workdir.competitions / "CURRENT", folder.name + "\n")
         return {**existing["summary"], "competition": folder.name, "already_existed": True}
 
     if options.sample is not None:
@@ -170,6 +171,7 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
                       + ", ".join(f"{g} ({n})" for g, n in dropped_genres.items()))
     console.print(table(f"competition {folder.name}", ["genre", *parts],
                         ([g, *(counts[p][g] for p in parts)] for g in genres)))
+    write_text(workdir.competitions / "CURRENT", folder.name + "\n")   # the current one now
     return {**summary, "already_existed": False}
 
 

@@ -80,3 +80,41 @@ def test_any_argument_value_ends_in_a_result_or_one_clear_message(workdir, tmp_p
     done = run(*argv)
     assert done.returncode in (0, 2), (argv, done.stderr[-2000:])
     assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
+
+
+def test_the_current_competition_is_explicit(organiser, capsys):
+    from tests.conftest import run_cli
+    from kit.competition import Competition
+    from kit.workdir import Workdir
+    work = ["--workdir", str(organiser)]
+    first = Competition.find(Workdir(organiser)).name
+    code, second, _ = run_cli(capsys, "split", *work, "--min-support", "5", "--seed", "9")
+    assert code == 0 and second["competition"] != first
+    assert Competition.find(Workdir(organiser)).name == second["competition"]   # split sets it
+    code, _, err = run_cli(capsys, "use", first, *work)
+    assert code == 0 and Competition.find(Workdir(organiser)).name == first
+    (organiser / "competitions" / "CLOSED").touch()       # not a competition's own marker
+    (organiser / "competitions" / "CURRENT").unlink()
+    with pytest.raises(KitError, match="none is current: choose one with `kit use NAME`"):
+        Competition.find(Workdir(organiser))
+    code, _, err = run_cli(capsys, "use", "nope", *work)
+    assert code == 2 and "no competition 'nope'" in err
+
+
+def test_genre_names_that_look_like_markup_or_math_are_data(tmp_path, capsys):
+    """`kit prepare`, `kit split` and their tables and figures take any genre name."""
+    import pandas as pd
+    from tests.conftest import jpeg_bytes, run_cli
+    data = tmp_path / "data"
+    (data / "posters").mkdir(parents=True)
+    names = ["$\\foo$ docs", "[/x] action", ":smile: comedy", "<b>drama</b>"]
+    rows = [(str(1000 + i), names[i % 4]) for i in range(40)]
+    pd.DataFrame(rows, columns=["id", "genre"]).to_csv(data / "genres.csv", index=False)
+    for film, _ in rows:
+        (data / "posters" / f"{film}.jpg").write_bytes(jpeg_bytes())
+    work = ["--workdir", str(tmp_path / "work")]
+    code, prepared, err = run_cli(capsys, "prepare", str(data), *work, "--scheduler", "inline")
+    assert code == 0, err
+    code, split, err = run_cli(capsys, "split", *work, "--min-support", "5")
+    assert code == 0, err
+    assert split["genres"] == 4 and "[/x] action" in err

@@ -1,5 +1,6 @@
 """Every validation error of the harness, each with a hand-made file."""
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -136,3 +137,21 @@ def test_any_valid_submission_scores_within_bounds(values, truth, threshold):
     for name, value in result.items():
         if isinstance(value, float):
             assert 0.0 <= value <= 1.0 or name.endswith("genres_per_film"), name
+
+
+def test_precision_is_kept_and_long_rows_are_one_clear_problem(competition, tmp_path):
+    """float64 from parsing to metrics (0.49999999 is below 0.5); a row with 150,000 extra
+    fields is reported, at a cost linear in its length."""
+    from eval.submission import SubmissionError, read_submission
+    ids, genres = competition.test_ids(), competition.genres()
+    frame = pd.DataFrame(0.0, index=range(len(ids)), columns=genres)
+    frame.iloc[0, 0] = 0.49999999
+    frame.insert(0, "id", ids)
+    frame.to_csv(tmp_path / "near.csv", index=False)
+    values = read_submission(tmp_path / "near.csv", ids, genres).values
+    assert values.dtype == np.float64 and values[0, 0] == 0.49999999 and values[0, 0] < 0.5
+    header = (tmp_path / "near.csv").read_text().splitlines()[0]
+    (tmp_path / "long.csv").write_text(header + "\n" + "," * 150_000 + "\n")
+    with pytest.raises(SubmissionError) as error:
+        read_submission(tmp_path / "long.csv", ids, genres)
+    assert any("more fields than the header" in p for p in error.value.problems)

@@ -337,7 +337,8 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
         train(config, Workdir(workdir), "xfit")
 
 
-@pytest.mark.parametrize("folds", [0, 1.5, True, "3"])
-def test_folds_must_be_a_whole_number(folds):
-    with pytest.raises(KitError, match="folds in options must be between 1 and 100"):
+@pytest.mark.parametrize("folds, message", [(0, "between 1 and 100"), (1.5, "a whole number"),
+                                            (True, "a whole number"), ("3", "a whole number")])
+def test_folds_must_be_a_whole_number(folds, message):
+    with pytest.raises(KitError, match=f"folds in options must be {message}"):
         TrainConfig().updated({"folds": folds})

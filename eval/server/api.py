@@ -1,6 +1,7 @@
 """The JSON API: rules, leaderboard, submissions, final selections, admin."""
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 
@@ -79,6 +80,27 @@ def me(caller: Caller = Depends(participant), server: ServerState = Depends(stat
             **competition_status(server)}
 
 
+PENDING_WAIT = 120.0     # seconds a request waits for the team's files being scored
+
+
+async def reserve_slot(server: ServerState, caller: Caller, rules, sha256: str, filename: str,
+                       message: str) -> int:
+    """A slot under the daily limit; 429 past it. While only files still being scored fill the
+    limit, wait for them: one that turns out invalid frees its slot, so the limit stays exact."""
+    waited = 0.0
+    while True:
+        try:
+            return reserve(server.db, caller.team.id, caller.participant.id, rules, sha256,
+                           filename, message)
+        except LimitReached as error:
+            if not error.waiting or waited >= PENDING_WAIT:
+                seconds = int((next_reset() - utc_now()).total_seconds()) + 1
+                raise HTTPException(429, str(error),
+                                    headers={"Retry-After": str(seconds)}) from None
+        await asyncio.sleep(0.1)
+        waited += 0.1
+
+
 async def accept_submission(server: ServerState, caller: Caller, upload: UploadFile,
                             message: str) -> tuple[int, dict]:
     """Store, reserve, score and record one upload; the HTTP status and the body."""
@@ -98,12 +120,7 @@ async def accept_submission(server: ServerState, caller: Caller, upload: UploadF
         raise HTTPException(413, f"the file is larger than the limit of {rules.max_upload_mb:g} "
                                  "MB") from None
     filename = clean_filename(upload.filename)
-    try:
-        submission_id = reserve(server.db, caller.team.id, caller.participant.id, rules, sha256,
-                                filename, message)
-    except LimitReached as error:
-        seconds = int((next_reset() - utc_now()).total_seconds()) + 1
-        raise HTTPException(429, str(error), headers={"Retry-After": str(seconds)}) from None
+    submission_id = await reserve_slot(server, caller, rules, sha256, filename, message)
     try:
         outcome = await server.grader.grade(str(path))
     except QueueFull:

@@ -94,8 +94,13 @@ class Grader:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+        """Worker processes started now, each with the answer key read, so that the first
+        submissions do not wait for them."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_follow_parent, initargs=(os.getpid(),))
+        for _ in range(self.workers):
+            pool.submit(_key, self.answers)
+        return pool
 
     async def run(self, function, *args):
         with self._lock:

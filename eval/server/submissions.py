@@ -16,7 +16,12 @@ from eval.server.state import STALE_PENDING
 
 
 class LimitReached(Exception):
-    """The team used its submissions (or invalid files) of the day."""
+    """The team used its submissions (or invalid files) of the day; ``waiting`` when only files
+    still being scored fill it (they may yet turn out invalid and free their slot)."""
+
+    def __init__(self, message: str, waiting: bool = False):
+        super().__init__(message)
+        self.waiting = waiting
 
 
 def _today() -> tuple[datetime, str]:
@@ -32,7 +37,7 @@ def used_today(session, team_id: int, day: str, now: datetime) -> dict[str, int]
                (Submission.status != "pending") | (Submission.created_at >= now - STALE_PENDING))
         .group_by(Submission.status)).all())
     return {"counted": counts.get("pending", 0) + counts.get("scored", 0),
-            "invalid": counts.get("invalid", 0)}
+            "scored": counts.get("scored", 0), "invalid": counts.get("invalid", 0)}
 
 
 def remaining(db: Database, team_id: int, rules: Rules) -> dict:
@@ -52,7 +57,8 @@ def reserve(db: Database, team_id: int, participant_id: int, rules: Rules, sha25
         used = used_today(session, team_id, day, now)
         if used["counted"] >= rules.daily_limit:
             raise LimitReached(f"daily limit reached: {rules.daily_limit} submissions per team "
-                               f"per UTC day; it resets at {iso_utc(next_reset())}")
+                               f"per UTC day; it resets at {iso_utc(next_reset())}",
+                               waiting=used["scored"] < rules.daily_limit)
         if used["invalid"] >= rules.invalid_daily_limit:
             raise LimitReached(f"too many invalid files today ({rules.invalid_daily_limit}); "
                                f"validate locally with `kit submit --check`; resets at "
