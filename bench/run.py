@@ -241,8 +241,23 @@ def main() -> None:
     results["machine"] = {"cores": os.cpu_count()}
     for section in args.sections:
         SECTIONS[section](args, work, results)
+        results.setdefault("provenance", {})[section] = provenance()
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {RESULTS}")
+
+
+def provenance() -> dict:
+    """What a section's numbers were measured with: code, date, libraries, processor."""
+    import platform
+    from importlib.metadata import version
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            **{name: version(name) for name in ("torch", "numpy", "pandas", "scikit-learn")}}
 
 
 def preprocessing_section(args, work: Path, results: dict) -> None:
