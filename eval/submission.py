@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +62,17 @@ def read_header(path: Path) -> list[str]:
     if b"\x00" in head:
         raise SubmissionError(["the file is not CSV text (it contains NUL bytes)"])
     try:
-        text = head.decode("utf-8-sig")
+        head.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         if error.start < len(head) - 4:     # not just a character cut at the read boundary
             raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
-        text = head[:error.start].decode("utf-8-sig")
+    # The whole first record, however long: this one parse names every column, for the checks
+    # and for the reader of the values alike.
     try:
-        first = next(csv.reader(io.StringIO(text, newline="")), [])
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = next(csv.reader(handle, skipinitialspace=True), [])
+    except UnicodeDecodeError as error:
+        raise SubmissionError([f"the header is not UTF-8 text ({error.reason})"]) from None
     except csv.Error as error:
         raise SubmissionError([f"the header is not valid CSV: {error}"]) from None
     return [name.strip() for name in first]
@@ -84,15 +87,15 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     lowered = [name.lower() for name in header]
     if "id" not in lowered:
         raise SubmissionError([f"no 'id' column among the header's {len(header)} columns"])
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise SubmissionError([f"duplicated columns: {_listing(duplicated)}"])
     id_column = header[lowered.index("id")]
     others = [name for name in header if name != id_column]
     label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS
     if not label_format:
-        duplicated = sorted({name for name in header if header.count(name) > 1})
         unknown = [name for name in others if name not in genres]
         missing = [g for g in genres if g not in others]
-        if duplicated:
-            problems.append(f"duplicated columns: {_listing(duplicated)}")
         if unknown:
             problems.append(f"unknown genre columns: {_listing(unknown)}")
         if missing:
@@ -106,7 +109,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
         # index_col=False: a row with more fields than the header costs time linear in its
         # length (pandas would otherwise make the extra fields an index) and is reported.
         text_columns = [id_column] + (others if label_format else [])
-        chunks = read_chunks(path, "reading the submission",
+        chunks = read_chunks(path, "reading the submission", names=header, header=0,
                              dtype={c: str for c in text_columns}, keep_default_na=False,
                              encoding="utf-8-sig", chunksize=chunk_rows, skipinitialspace=True,
                              index_col=False)

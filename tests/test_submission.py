@@ -155,3 +155,22 @@ def test_precision_is_kept_and_long_rows_are_one_clear_problem(competition, tmp_
     with pytest.raises(SubmissionError) as error:
         read_submission(tmp_path / "long.csv", ids, genres)
     assert any("more fields than the header" in p for p in error.value.problems)
+
+
+def test_one_parse_of_the_header_names_every_column(competition, tmp_path):
+    """Names with whitespace, non-breaking spaces or quotes, and a header past 64 KB, are read
+    the same way by the checks and by the reader of the values."""
+    from eval.submission import SubmissionError, read_submission
+    ids, genres = competition.test_ids(), competition.genres()
+    header = ["id"] + [f' "{g}"' if j % 3 == 0 else f"\u00a0{g} " for j, g in enumerate(genres)]
+    lines = [",".join(header)] + [",".join([i] + ["0.5"] * len(genres)) for i in ids]
+    (tmp_path / "odd.csv").write_text("\n".join(lines) + "\n")
+    assert read_submission(tmp_path / "odd.csv", ids, genres).values.shape == (len(ids),
+                                                                              len(genres))
+    padding = ["x" * 70_000]
+    wide = ",".join(["id", *genres, *padding, genres[0]])
+    rows = [",".join([i] + ["0.5"] * (len(genres) + 2)) for i in ids]
+    (tmp_path / "wide.csv").write_text("\n".join([wide, *rows]) + "\n")
+    with pytest.raises(SubmissionError) as error:
+        read_submission(tmp_path / "wide.csv", ids, genres)
+    assert any("duplicated columns" in p for p in error.value.problems)
