@@ -102,7 +102,7 @@ def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, macro_genres
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Micro and macro F1 per resample from per-genre counts of shape (resamples, G).
 
-    Matches scikit-learn's f1_score with ``zero_division=0`` (see tests/test_metrics.py).
+    Matches scikit-learn's f1_score with ``zero_division=0`` (see tests/test_harness.py).
     """
     micro_den = 2 * tp.sum(1) + fp.sum(1) + fn.sum(1)
     micro = np.divide(2 * tp.sum(1), micro_den, out=np.zeros_like(micro_den), where=micro_den > 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kit.competition import Competition
 from kit.console import console
 from kit.errors import KitError
 from kit.files import write_json
@@ -55,8 +56,7 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
     console.rule("predicting the test set")
     submission = predict(workdir, name, submissions)
     console.rule("scoring on the natural test distribution")
-    answers = workdir.competitions / competition["competition"] / "private" / "answers.csv"
-    key = load_answers(answers)
+    key = load_answers(Competition.find(workdir, competition["competition"]).answers)
     result = score_submission(submission["submission"], key)
     score_path = Path(submission["submission"]).with_suffix(".score.json")
     write_json(score_path, result)

@@ -55,8 +55,8 @@ def ids_hash(ids) -> str:
     return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
-def stratified_halves(labels: np.ndarray, fraction: float, seed: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Split row positions into (rest, held-out ``fraction``), stratified over all labels."""
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     rest, held = next(splitter.split(np.zeros(len(labels)), labels))
@@ -149,9 +149,9 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
     films = films[films["genres"] != ""].reset_index(drop=True)
     sizes = _part_sizes(len(films), options)
     labels = encode(films["genres"], genres)
-    rest, test = stratified_halves(labels, options.test, options.seed)
-    train, valid = (rest[p] for p in stratified_halves(labels[rest], options.valid, options.seed))
-    private, public = (test[p] for p in stratified_halves(labels[test], options.public,
+    rest, test = stratified_split(labels, options.test, options.seed)
+    train, valid = (rest[p] for p in stratified_split(labels[rest], options.valid, options.seed))
+    private, public = (test[p] for p in stratified_split(labels[test], options.public,
                                                           options.seed))
     parts = {"train": train, "valid": valid, "public": public, "private": private}
     store = Store(store_dir)

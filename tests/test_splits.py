@@ -6,7 +6,7 @@ import pytest
 
 from kit.errors import KitError
 from kit.labels import encode
-from kit.splits import SplitOptions, make_competition, stratified_folds, stratified_halves
+from kit.splits import SplitOptions, make_competition, stratified_folds, stratified_split
 from kit.synth import GENRES, draw_labels
 from kit.workdir import Workdir
 from tests.conftest import run_cli
@@ -19,7 +19,7 @@ def synthetic_labels(n, seed=0):
 
 def test_stratification_keeps_every_genre_share_in_both_parts():
     labels = synthetic_labels(3000)
-    rest, held = stratified_halves(labels, 0.3, seed=0)
+    rest, held = stratified_split(labels, 0.3, seed=0)
     # Iterative stratification trades exact part sizes for label balance: within 2%.
     assert abs(len(held) - 900) <= 60 and len(np.intersect1d(rest, held)) == 0
     assert len(rest) + len(held) == 3000
