@@ -6,12 +6,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
 from collections import defaultdict, deque
 from pathlib import Path
+
+from eval.server.tokens import secret_file
 
 COOKIE = "kit_session"
 LIFETIME = 8 * 3600
@@ -21,16 +22,7 @@ FAILED_WINDOW = 300         # ... within this many seconds, then 429 until they 
 
 def session_key(server_dir: Path) -> bytes:
     """The signing key, shared by every server process of this competition (0600 file)."""
-    path = server_dir / "session-key"
-    if not path.exists():
-        server_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-        except FileExistsError:
-            pass
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(secret_file(server_dir / "session-key", lambda: secrets.token_hex(32)))
 
 
 def _sign(key: bytes, payload: bytes) -> str:

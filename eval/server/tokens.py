@@ -29,18 +29,23 @@ def same_token(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(token_hash(token), stored_hash)
 
 
-def admin_token(server_dir: Path) -> str:
-    """The admin token, created (owner-only, 0600) on first use."""
-    path = server_dir / "admin-token"
+def secret_file(path: Path, make) -> str:
+    """The secret stored at ``path``, created owner-only (0600) by ``make()`` on first use; the
+    first of several server processes to create it wins."""
     if not path.exists():
-        server_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:       # another server process created it first
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(new_token() + "\n")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make() + "\n")
+        except FileExistsError:
+            pass
     return path.read_text().strip()
+
+
+def admin_token(server_dir: Path) -> str:
+    """The admin token, created on first use."""
+    return secret_file(server_dir / "admin-token", new_token)
 
 
 def _naive_now():
