@@ -116,7 +116,9 @@ def test_failed_logins_are_rate_limited_per_address(server, organiser, database_
 
 def test_a_full_disk_refuses_the_upload_with_507_and_leaves_nothing(serve, organiser,
                                                                     database_url, tmp_path):
-    uploads = next(organiser.glob("competitions/*")) / "server" / "uploads"
+    from kit.competition import Competition
+    from kit.workdir import Workdir
+    uploads = Competition.find(Workdir(organiser)).server / "uploads"
     uploads.mkdir(parents=True)
     probe = subprocess.run(["unshare", "-m", "sh", "-c",
                             f"mount -t tmpfs -o size=16k tmpfs {uploads}"], capture_output=True)
