@@ -62,7 +62,7 @@ COMMANDS = {
 }
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(command=st.sampled_from(sorted(COMMANDS)), picks=st.data())
 def test_any_argument_value_ends_in_a_result_or_one_clear_message(workdir, tmp_path_factory,
                                                                    command, picks):
