@@ -19,10 +19,15 @@ def _competition(args) -> Competition:
     return competition
 
 
+def _database_url(args, competition: Competition) -> str:
+    """--db, else $KIT_DATABASE_URL, else SQLite in the competition's server folder."""
+    from eval.server.database import default_url
+    return args.db or os.environ.get("KIT_DATABASE_URL") or default_url(competition.server)
+
+
 def _database(args, competition: Competition):
-    from eval.server.database import Database, default_url
-    return Database(args.db or os.environ.get("KIT_DATABASE_URL")
-                    or default_url(competition.server))
+    from eval.server.database import Database
+    return Database(_database_url(args, competition))
 
 
 def cmd_rules(args) -> dict:
@@ -69,16 +74,14 @@ def cmd_participants(args) -> dict:
 
 def cmd_serve(args) -> None:
     from eval.server.app import serve
-    from eval.server.database import default_url
     competition = _competition(args)
     if not 0 < args.port < 65536:
         raise KitError(f"--port must be from 1 to 65535, got {args.port}")
     if args.workers < 1 or args.queue < 0 or args.body_timeout <= 0:
         raise KitError("--workers must be at least 1, --queue at least 0 and --body-timeout "
                        "positive")
-    serve(competition, args.db or os.environ.get("KIT_DATABASE_URL")
-          or default_url(competition.server), args.host, args.port, args.workers, args.queue,
-          args.body_timeout)
+    serve(competition, _database_url(args, competition), args.host, args.port, args.workers,
+          args.queue, args.body_timeout)
 
 
 def add_commands(command) -> None:

@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -149,7 +150,6 @@ async def accept_submission(server: ServerState, caller: Caller, upload: UploadF
 @router.post("/submissions", status_code=201)
 async def submit(file: UploadFile = File(...), message: str = Form(""),
                  caller: Caller = Depends(participant), server: ServerState = Depends(state)):
-    from fastapi.responses import JSONResponse
     status, body = await accept_submission(server, caller, file, message)
     return JSONResponse(body, status_code=status)
 
