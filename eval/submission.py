@@ -12,16 +12,21 @@ from __future__ import annotations
 import codecs
 import csv
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from eval.row_widths import wide_rows
 from kit.console import read_chunks
+from kit.labels import parse as parse_labels
 
 CHUNK_ROWS = 250_000
-SHOWN = 10
+SHOWN = 10                  # items quoted in a message
+SHOWN_CHARACTERS = 60       # of each quoted item (an id can be megabytes long)
+HEADER_BYTES = 1 << 20      # the header names the id and the genres: far less than this
 LABEL_COLUMNS = ("genres", "labels", "genre")
 
 
@@ -45,10 +50,15 @@ class Submission:
 
 
 def _listing(items, total: int | None = None) -> str:
+    """The first few items, each cut to a readable length, and how many there are."""
     items = list(items)
     total = len(items) if total is None else total
-    shown = ", ".join(map(str, items[:SHOWN]))
+    shown = ", ".join(_cut(str(item)) for item in items[:SHOWN])
     return f"{shown}{' ...' if total > SHOWN else ''} ({total} in all)"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 1] + "…"
 
 
 def read_header(path: Path) -> list[str]:
@@ -56,7 +66,7 @@ def read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise SubmissionError([f"{path} does not exist or is not a file"])
     with open(path, "rb") as handle:
-        head = handle.read(1 << 16)
+        head = handle.read(HEADER_BYTES)
     if not head.strip(codecs.BOM_UTF8 + b" \t\r\n"):
         raise SubmissionError(["the file is empty"])
     if b"\x00" in head:
@@ -66,8 +76,11 @@ def read_header(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         if error.start < len(head) - 4:     # not just a character cut at the read boundary
             raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
-    # The whole first record, however long: this one parse names every column, for the checks
-    # and for the reader of the values alike.
+    if len(head) == HEADER_BYTES and b"\n" not in head:
+        raise SubmissionError([f"the header line is longer than {HEADER_BYTES:,} bytes; it "
+                               "should name the id column and the genres"])
+    # The whole first record: this one parse names every column, for the checks and for the
+    # reader of the values alike.
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             first = next(csv.reader(handle, skipinitialspace=True), [])
@@ -87,7 +100,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     lowered = [name.lower() for name in header]
     if "id" not in lowered:
         raise SubmissionError([f"no 'id' column among the header's {len(header)} columns"])
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise SubmissionError([f"duplicated columns: {_listing(duplicated)}"])
     id_column = header[lowered.index("id")]
@@ -102,12 +115,16 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
             problems.append(f"missing genre columns: {_listing(missing)}")
         if problems:
             raise SubmissionError(problems)
+    wide = wide_rows(path, len(header))      # before pandas, which is slow on them
+    if wide:
+        raise SubmissionError([f"rows with more fields than the header's {len(header)}: lines "
+                               f"{_listing(wide)} after the header"])
     reader = _Reader(test_ids, genres, id_column, others[0] if label_format else None)
     try:
         # Genre columns parse as numbers where they are numbers; a column with anything else
         # comes back as text, and the careful path names each bad cell.
-        # index_col=False: a row with more fields than the header costs time linear in its
-        # length (pandas would otherwise make the extra fields an index) and is reported.
+        # index_col=False: should a row with more fields than the header get past wide_rows,
+        # pandas reports it instead of making the extra fields an index.
         text_columns = [id_column] + (others if label_format else [])
         chunks = read_chunks(path, "reading the submission", names=header, header=0,
                              dtype={c: str for c in text_columns}, keep_default_na=False,
@@ -211,19 +228,10 @@ class _Reader:
         return values
 
     def _parse_labels(self, labels: pd.Series) -> np.ndarray:
-        column = {g: j for j, g in enumerate(self.genres)}
-        out = np.zeros((len(labels), len(self.genres)), dtype=np.float64)
-        for i, text in enumerate(labels):
-            for name in text.split("|"):
-                name = name.strip()
-                if not name:
-                    continue
-                j = column.get(name)
-                if j is None:
-                    self.unknown_genres[name] = self.unknown_genres.get(name, 0) + 1
-                else:
-                    out[i, j] = 1
-        return out
+        matrix, unknown = parse_labels(labels, self.genres)
+        for name, count in unknown.items():
+            self.unknown_genres[name] = self.unknown_genres.get(name, 0) + count
+        return matrix.astype(np.float64)
 
     def finish(self) -> Submission:
         problems = []

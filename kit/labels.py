@@ -1,6 +1,7 @@
-"""Genre labels: ``|``-joined strings <-> compact uint8 indicator matrices."""
+"""Genre labels: ``|``-joined strings <-> compact uint8 indicator matrices, and genres.txt."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -9,17 +10,27 @@ import numpy as np
 SEPARATOR = "|"
 
 
-def encode(genre_strings: Iterable[str], genres: list[str]) -> np.ndarray:
-    """An (n, len(genres)) uint8 indicator matrix; genres not in ``genres`` are ignored."""
+def parse(genre_strings: Iterable[str], genres: list[str]) -> tuple[np.ndarray, Counter]:
+    """An (n, len(genres)) uint8 indicator matrix of ``|``-joined genre strings (names stripped,
+    empty names skipped) and how often each name not in ``genres`` occurred."""
     column = {g: j for j, g in enumerate(genres)}
     strings = list(genre_strings)
     matrix = np.zeros((len(strings), len(genres)), dtype=np.uint8)
+    unknown: Counter = Counter()
     for i, text in enumerate(strings):
-        for genre in text.split(SEPARATOR):
-            j = column.get(genre)
+        for name in text.split(SEPARATOR):
+            name = name.strip()
+            j = column.get(name)
             if j is not None:
                 matrix[i, j] = 1
-    return matrix
+            elif name:
+                unknown[name] += 1
+    return matrix, unknown
+
+
+def encode(genre_strings: Iterable[str], genres: list[str]) -> np.ndarray:
+    """An (n, len(genres)) uint8 indicator matrix; genres not in ``genres`` are ignored."""
+    return parse(genre_strings, genres)[0]
 
 
 def decode(matrix: np.ndarray, genres: list[str]) -> list[str]:
@@ -28,5 +39,6 @@ def decode(matrix: np.ndarray, genres: list[str]) -> list[str]:
 
 
 def genre_list(path: str | Path) -> list[str]:
-    """Read a genres.txt file (one genre per line)."""
-    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+    """Read a genres.txt file: one genre per line, split at ``\\n`` only (a name never holds a
+    line break: ingest refuses such names)."""
+    return [line for line in Path(path).read_text(encoding="utf-8").split("\n") if line]

@@ -174,3 +174,30 @@ def test_one_parse_of_the_header_names_every_column(competition, tmp_path):
     with pytest.raises(SubmissionError) as error:
         read_submission(tmp_path / "wide.csv", ids, genres)
     assert any("duplicated columns" in p for p in error.value.problems)
+
+
+SHAPE_BYTES = 3_000_000
+
+
+def test_any_shape_of_file_costs_memory_linear_in_its_size(competition, tmp_path):
+    """Each pathological shape (tests/shapes.py) of 3 MB ends in a score or one clear message,
+    with peak memory far below what pandas alone spent on some of them (a 3 MB row of commas:
+    1.7 GB; a 3 MB header was quadratic). `make stress` runs the same shapes at 30 MB."""
+    import os
+    import subprocess
+    import sys
+    from tests.shapes import pathological_submissions
+    answers = str(competition.folder / "private" / "answers.csv")
+    for path in pathological_submissions(tmp_path, competition.genres(),
+                                         competition.test_ids()[0], SHAPE_BYTES):
+        with open(tmp_path / "stderr.txt", "w+b") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", "eval", "score", str(path),
+                                        "--answers", answers, "--bootstrap", "10"],
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+            _, status, usage = os.wait4(process.pid, 0)      # this child's own peak memory
+            process.returncode = os.waitstatus_to_exitcode(status)
+            stderr.seek(0)
+            message = stderr.read().decode(errors="replace")
+        assert process.returncode in (0, 2), (path.name, message[-2000:])
+        assert "Traceback" not in message and len(message) < 20_000, path.name
+        assert usage.ru_maxrss < 450_000, (path.name, usage.ru_maxrss)     # KB
