@@ -111,6 +111,17 @@ def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, macro_genres
     return micro, per_genre[:, macro_genres].mean(1)
 
 
+def f1_micro_macro(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """Micro and macro F1 of 0/1 decisions, macro over the genres present in ``truth`` (the rule
+    of ``score``); training measures its valid F1 with this."""
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    tp = (truth & predicted).sum(0, dtype=np.float64)[None]
+    fp = (~truth & predicted).sum(0, dtype=np.float64)[None]
+    fn = (truth & ~predicted).sum(0, dtype=np.float64)[None]
+    micro, macro = _f1_from_counts(tp, fp, fn, scored_genres(truth))
+    return float(micro[0]), float(macro[0])
+
+
 def bootstrap_f1(truth: np.ndarray, predictions: list[np.ndarray], resamples: int,
                  seed: int = BOOTSTRAP_SEED) -> list[dict[str, np.ndarray]]:
     """Micro/macro F1 of each prediction matrix over the same resamples of the films."""

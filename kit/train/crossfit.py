@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.metrics import f1_micro_macro
 from kit.competition import Competition
 from kit.console import console, table
 from kit.files import write_json
@@ -21,11 +22,11 @@ from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
 from kit.train.config import TrainConfig
 from kit.train.distributed import start_distributed
 from kit.train.loop import train_run
-from kit.train.thresholds import decision_thresholds, f1_micro_macro
+from kit.train.thresholds import decision_thresholds
 
 
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
-                resume: bool = False, scheduler: str = "local") -> dict | None:
+                resume: bool = False, scheduler: str = "auto") -> dict | None:
     """Train one model per fold, then save their ensemble with out-of-fold thresholds (None on
     torchrun ranks other than 0)."""
     process = start_distributed()       # under torchrun every rank trains each fold

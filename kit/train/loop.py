@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from eval.metrics import f1_micro_macro
 from kit.competition import Competition
 from kit.console import console, progress
 from kit.errors import KitError
@@ -32,7 +33,7 @@ from kit.train.distributed import (Distributed, barrier, epoch_seed, run_seed, s
                                    start_distributed)
 from kit.train.inference import as_model_input, predict_probabilities
 from kit.train.log import print_history, write_log
-from kit.train.thresholds import decision_thresholds, f1_micro_macro
+from kit.train.thresholds import decision_thresholds
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 

@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
-
-
-def f1_micro_macro(labels: np.ndarray, decided: np.ndarray) -> tuple[float, float]:
-    """Micro and macro F1 of 0/1 decisions; macro over the genres present in ``labels`` (the
-    harness's rule), 0 when none is."""
-    present = np.flatnonzero(labels.sum(0) > 0)
-    decided = decided.astype(np.uint8)
-    micro = float(f1_score(labels, decided, average="micro", zero_division=0))
-    if not len(present):
-        return micro, 0.0
-    return micro, float(f1_score(labels, decided, average="macro", zero_division=0,
-                                 labels=present))
 
 
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
