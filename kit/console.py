@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
@@ -30,16 +30,20 @@ def _force_progress() -> bool:
     return os.environ.get("KIT_PROGRESS") == "1"
 
 
-def track(items: Iterable, total: int, description: str, unit: str = "items"):
-    """Iterate ``items`` with a progress bar that shows throughput in ``unit``/s."""
+def track(items: Iterable, total: int, description: str, unit: str = "items",
+          size: Callable[[Any], int] | None = None, scale: int = 1, transient: bool = False):
+    """Iterate ``items`` with a progress bar over ``total``: each item advances it by
+    ``size(item)`` (1 without ``size``) and the rate shows ``scale`` times the advance per second,
+    in ``unit``/s (``scale`` counts processes that each see a share of the work)."""
     import time
-    start = time.perf_counter()
-    with progress() as bar:
+    start, done = time.perf_counter(), 0
+    with progress(transient) as bar:
         task = bar.add_task(description, total=total, rate="")
-        for done, item in enumerate(items, 1):
+        for item in items:
             yield item
-            elapsed = time.perf_counter() - start
-            bar.update(task, advance=1, rate=f"{done / elapsed:,.1f} {unit}/s" if elapsed else "")
+            done += size(item) if size else 1
+            rate = done * scale / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:,.1f} {unit}/s")
 
 
 def read_chunks(path, description: str, **read_csv_options):

@@ -10,7 +10,6 @@ of views reuses every view already embedded.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kit.console import progress
+from kit.console import track
 from kit.errors import KitError
-from kit.files import atomic_path, read_json, write_json
+from kit.files import atomic_path, file_digest, read_json, write_json
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
 from kit.train.config import PRECISIONS, resolve_precision
@@ -42,10 +41,13 @@ def view(images: torch.Tensor, name: str) -> torch.Tensor:
     return images[..., start:start + side, (width - side) // 2:(width - side) // 2 + side]
 
 
-def cache_dir(store: Store, backbone: str, view_name: str, precision: str) -> Path:
-    """Folder of the embedding cache for a backbone, one view and a precision."""
+def cache_dir(store: Store, backbone: str, view_name: str, precision: str,
+              pretrained: str | None = None) -> Path:
+    """Folder of the embedding cache for a backbone, its weights (the content of a
+    ``--pretrained`` file, not its name), one view and a precision."""
     label = backbone.replace(":", "-").replace("/", "-")
-    return store.dir / "embeddings" / f"{label}-{view_name}-{precision}"
+    weights = f"-weights-{file_digest(pretrained)[:16]}" if pretrained else ""
+    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}"
 
 
 def check_settings(views: tuple[str, ...], precision: str) -> None:
@@ -121,7 +123,7 @@ def embed_shard(job: EmbedJob) -> int:
 
 def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
                 precision: str = "auto", batch_size: int = 64, pretrained: str | None = None,
-                scheduler: str = "local", workers: int | None = None) -> "EmbeddingCache":
+                scheduler: str = "auto", workers: int | None = None) -> "EmbeddingCache":
     """Embed every store shard the index uses that the cache does not hold yet; resumable.
 
     Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
@@ -134,7 +136,7 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
     digests = {s: _shard_digest(store, s) for s in shards}
     folders, jobs = [], []
     for name in views:
-        out = cache_dir(store, backbone, name, precision)
+        out = cache_dir(store, backbone, name, precision, pretrained)
         out.mkdir(parents=True, exist_ok=True)
         for stray in out.glob(".emb-*.tmp"):
             stray.unlink(missing_ok=True)
@@ -146,13 +148,9 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
         from kit.models.pretrained import feature_extractor
         feature_extractor(backbone, pretrained)       # fail fast, before any worker starts
         total = int(sum(len(store.shard(job.shard)) for job in jobs))
-        start, done = time.perf_counter(), 0
-        with progress() as bar:
-            task = bar.add_task(f"embedding with {backbone}", total=total, rate="")
-            for rows in run_jobs(embed_shard, jobs, scheduler, workers):
-                done += rows
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, completed=done, rate=f"{rate:,.1f} posters/s")
+        for _ in track(run_jobs(embed_shard, jobs, scheduler, workers), total,
+                       f"embedding with {backbone}", "posters", size=int):
+            pass
     return EmbeddingCache(store, folders)
 
 

@@ -82,5 +82,53 @@ def write_csv(path: str | os.PathLike, frame, private: bool = False) -> None:
         frame.to_csv(tmp, index=False)
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, holder: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block; when another process
+    holds it, a KitError names that process. The lock ends with the process, even on kill -9."""
+    import fcntl
+    from kit.errors import KitError
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise KitError(f"{path.parent} is busy: {handle.read().strip() or 'another process'} "
+                           "holds it; wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{holder} (pid {os.getpid()} on {socket.gethostname()})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None,
+               numbers: tuple[str, ...] = ()):
+    """A CSV as written: every cell a string (ids such as ``NA``, ``null`` or ``0012`` stay as
+    they are), except the integer columns named in ``numbers``. The one way the kit reads its
+    id tables."""
+    import pandas as pd
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
+    for column in numbers:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex): the identity of a weights file, whatever its name."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -19,14 +19,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from kit.console import progress
+from kit.console import track
 from kit.errors import KitError
-from kit.files import atomic_path, read_json, write_csv, write_json
+from kit.files import atomic_path, read_json, read_table, write_csv, write_json
 from kit.scheduler import check_scheduler, run_jobs
 from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE, PosterError, decode_poster
 
@@ -57,11 +58,9 @@ def build_shard(job: ShardJob) -> dict:
     for film_id, path, source in job.items:
         record = {"id": film_id, "source": source}
         try:
-            stat = os.stat(path)
-            record.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns)
-            with open(path, "rb") as handle:
-                data = handle.read()
-            record["checksum"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+            data, stat = read_regular_file(path)
+            record.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns,
+                          checksum=content_hash(data))
             pixels[len(rows)] = decode_poster(data, job.size, job.max_pixels)
         except PosterError as error:
             failed.append({**record, "reason": error.reason, "detail": error.detail})
@@ -96,14 +95,36 @@ def _known_files(sidecars: list[dict]) -> dict[str, dict]:
     return known
 
 
+def read_regular_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file and its stat; a FIFO, device or folder is a PosterError,
+    found without blocking on it (opened non-blocking, checked before any read)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    stat = os.fstat(descriptor)
+    if not S_ISREG(stat.st_mode):
+        os.close(descriptor)
+        raise PosterError("not-a-file", "not a regular file (a FIFO, device or folder)")
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read(), stat
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def _unchanged(record: dict | None, path: str) -> bool:
-    if record is None or "source_size" not in record:
+    """True when ``path`` holds the very bytes stored before. A failed poster is always tried
+    again (the options or the file may no longer cause the failure); a file replaced in place
+    with the same size and mtime is caught by its content hash."""
+    if record is None or not record["stored"]:
         return False
     try:
         stat = os.stat(path)
-    except OSError:
+        if (stat.st_size, stat.st_mtime_ns) != (record["source_size"],
+                                                record["source_mtime_ns"]):
+            return False
+        return content_hash(read_regular_file(path)[0]) == record["checksum"]
+    except (OSError, PosterError):
         return False
-    return (stat.st_size, stat.st_mtime_ns) == (record["source_size"], record["source_mtime_ns"])
 
 
 def _check_layout(store_dir: Path, size: tuple[int, int], shard_size: int) -> None:
@@ -131,7 +152,7 @@ def _remove_orphans(store_dir: Path) -> None:
 
 def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int, int],
               shard_size: int, max_pixels: int) -> tuple[list[ShardJob], int]:
-    """Shard jobs for the films not yet stored (or failed) unchanged; and how many were skipped."""
+    """Shard jobs for the films not stored from their current bytes; and how many were skipped."""
     known = _known_files(load_sidecars(store_dir))
     next_shard = 1 + max((int(p.stem.split("-")[1]) for p in store_dir.glob("shard-*.json")),
                          default=-1)
@@ -151,7 +172,7 @@ def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int,
 def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | os.PathLike,
                 size: tuple[int, int] = DEFAULT_SIZE, shard_size: int = DEFAULT_SHARD_SIZE,
                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
-                scheduler: str = "local", runner=None) -> dict:
+                scheduler: str = "auto", runner=None) -> dict:
     """Store every poster of ``films`` (columns id, poster) found under ``root``.
 
     Resumable and incremental; returns counts and the failures of this catalogue by reason.
@@ -167,14 +188,10 @@ def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | o
     runner = runner or (lambda pending: run_jobs(build_shard, pending, scheduler, workers))
     total = sum(len(job.items) for job in jobs)
     start = time.perf_counter()
-    done = stored_now = 0
-    with progress() as bar:
-        task = bar.add_task("preprocessing posters", total=total, rate="")
-        for sidecar in runner(jobs):
-            stored_now += len(sidecar["rows"])
-            done += len(sidecar["rows"]) + len(sidecar["failed"])
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, completed=done, rate=f"{rate:,.0f} posters/s")
+    stored_now = 0
+    for sidecar in track(runner(jobs), total, "preprocessing posters", "posters",
+                         size=lambda done: len(done["rows"]) + len(done["failed"])):
+        stored_now += len(sidecar["rows"])
     elapsed = time.perf_counter() - start
     index, failures = write_index(films, store_dir)
     rate = round(total / elapsed, 1) if total and elapsed > 0 else None
@@ -208,8 +225,8 @@ class Store:
         index_path = self.dir / "index.csv"
         if not index_path.exists():
             raise KitError(f"no poster store at {self.dir}; run `kit prepare` first")
-        self.index = pd.read_csv(index_path, dtype={"id": str, "source": str, "checksum": str},
-                                 keep_default_na=False)
+        self.index = read_table(index_path, numbers=("shard", "row", "source_size",
+                                                       "source_mtime_ns"))
         self.size = tuple(read_json(self.dir / "store.json")["size"])
         self._position = {film_id: i for i, film_id in enumerate(self.index["id"])}
         self._shards: dict[int, np.ndarray] = {}

@@ -45,7 +45,7 @@ def test_hostile_poster_folder(tmp_path, capsys, tmp_path_factory):
            "bomb": png_header_claiming(20_000, 20_000), "text": b"hello, not a poster"}
     for name, data in {**good, **bad}.items():
         (posters / f"{name}.jpg").write_bytes(data)
-    (posters / "a-directory.jpg").mkdir()                       # unreadable as a file
+    (posters / "a-directory.jpg").mkdir()                       # not a regular file
     outside = tmp_path_factory.mktemp("elsewhere") / "x.jpg"
     outside.write_bytes(good["rgb"])
     os.symlink(outside, posters / "escapes.jpg")
@@ -66,7 +66,7 @@ def test_hostile_poster_folder(tmp_path, capsys, tmp_path_factory):
     dropped = report["dropped_ids"]
     assert dropped["truncated"] == ["truncated"] and dropped["empty"] == ["zero"]
     assert dropped["oversized"] == ["bomb"] and dropped["not-an-image"] == ["text"]
-    assert dropped["unreadable"] == ["a-directory"]
+    assert dropped["not-a-file"] == ["a-directory"]
     assert dropped["poster-outside-folder"] == ["escapes"]
     assert sorted(dropped["unsafe-id"]) == ["../rgb", "posters/rgb"]
     assert dropped["no-poster"] == ["no-poster"]

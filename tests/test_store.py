@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,13 +80,47 @@ def test_bad_files_are_listed_with_their_reason_and_good_ones_kept(letterboxd_di
         "empty": ["tt0086567"], "not-an-image": ["tt0086383"]}
 
 
-def test_unreadable_file_is_listed(letterboxd_dir, tmp_path):
-    # A directory where a poster file should be: unreadable even for root.
-    (letterboxd_dir / "posters" / "1000001.jpg").unlink()
-    (letterboxd_dir / "posters" / "1000001.jpg").mkdir()
-    result = build_store(catalogue(letterboxd_dir), letterboxd_dir, tmp_path, size=(20, 10),
-                         scheduler="inline")
-    assert [f["id"] for f in result["failed"]["unreadable"]] == ["1000001"]
+def test_files_that_are_not_regular_are_listed_and_never_block(letterboxd_dir, tmp_path):
+    # A FIFO blocks whoever opens it for reading until a writer comes: it used to hang prepare
+    # forever, with the good posters of its shard never stored. A folder is no poster either.
+    posters = letterboxd_dir / "posters"
+    (posters / "1000001.jpg").unlink()
+    os.mkfifo(posters / "1000001.jpg")
+    (posters / "tt0086383.jpg").unlink()
+    (posters / "tt0086383.jpg").mkdir()
+    done = subprocess.run([sys.executable, "-m", "kit", "prepare", str(letterboxd_dir),
+                           "--workdir", str(tmp_path), "--name", "d", "--size", "20x10",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["dropped"]["not-a-file"] == 2
+    assert list(Store(tmp_path / "datasets" / "d" / "store-20x10").index["id"]) == ["tt0086567"]
+
+
+def test_a_failed_poster_is_tried_again(letterboxd_dir, tmp_path):
+    (letterboxd_dir / "posters" / "1000001.jpg").write_bytes(jpeg_bytes(size=(300, 200)))
+    films = catalogue(letterboxd_dir)
+    first = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), max_pixels=10_000,
+                        scheduler="inline")
+    assert [f["id"] for f in first["failed"]["oversized"]] == ["1000001"]
+    again = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), max_pixels=100_000,
+                        scheduler="inline")
+    assert again["failed"] == {} and again["stored"] == 3 and again["newly_stored"] == 1
+
+
+def test_a_poster_replaced_with_the_same_size_and_mtime_is_stored_again(letterboxd_dir,
+                                                                         tmp_path):
+    poster = letterboxd_dir / "posters" / "1000001.jpg"
+    poster.write_bytes(jpeg_bytes((250, 0, 0), fmt="BMP"))        # BMP: size fixed by the shape
+    films = catalogue(letterboxd_dir)
+    build_store(films, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
+    stat = poster.stat()
+    poster.write_bytes(jpeg_bytes((0, 0, 250), fmt="BMP"))
+    os.utime(poster, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert poster.stat().st_size == stat.st_size
+    again = build_store(films, letterboxd_dir, tmp_path, size=(20, 10), scheduler="inline")
+    assert again["newly_stored"] == 1
+    store = Store(tmp_path)
+    assert store[int(store.positions(["1000001"])[0])][2].mean() > 200
 
 
 def test_a_shard_is_one_npy_and_one_sidecar(letterboxd_dir, tmp_path):

@@ -15,6 +15,7 @@ from kit.train.checkpoint import build_model
 from kit.train.config import TrainConfig
 from kit.train.data import EpochSampler
 from kit.train.inference import as_model_input
+from kit.train.loop import run_identity
 from kit.train.run import train
 from kit.train.thresholds import calibrate
 from kit.workdir import Workdir
@@ -66,6 +67,34 @@ def test_resuming_with_other_settings_is_refused(workdir):
     with pytest.raises(KitError, match="other settings.*lr: 0.001 -> 0.01"):
         train(TrainConfig(**{**TINY, "epochs": 1, "lr": 0.01}), Workdir(workdir), "settings",
               resume=True)
+
+
+def test_resuming_on_another_competition_or_other_weights_is_refused(workdir, competition,
+                                                                     tmp_path):
+    from kit.splits import SplitOptions, make_competition
+    wd = Workdir(workdir)
+    config = TrainConfig(**{**TINY, "epochs": 1})
+    train(config, wd, "first-split", competition.name)
+    other = make_competition(wd, "synth", SplitOptions(min_support=5, seed=2))["competition"]
+    try:
+        with pytest.raises(KitError, match=f"trained on competition '{competition.name}', "
+                                           f"not on '{other}'"):
+            train(config, wd, "first-split", other, resume=True)
+    finally:
+        make_competition(wd, "synth", SplitOptions(min_support=5, seed=1))   # current again
+    # The content of a --pretrained file, not its name, is part of a run's and a cache's identity.
+    from kit.embeddings import cache_dir
+    from kit.train.loop import check_resumable
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"first weights")
+    data = type("Data", (), {"genres": competition.genres(), "data_options": {}})
+    identity = lambda: run_identity(config.updated({"pretrained": str(weights)}), competition,
+                                    "own-weights", data)
+    before, first_cache = identity(), cache_dir(competition.store(), "m", "full", "fp32", weights)
+    weights.write_bytes(b"other weights")                   # same path, other bytes
+    assert cache_dir(competition.store(), "m", "full", "fp32", weights) != first_cache
+    with pytest.raises(KitError, match="other --pretrained weights"):
+        check_resumable(before, identity(), "own-weights")
 
 
 def test_weights_of_another_architecture_are_a_clear_error(workdir, tmp_path):
@@ -342,3 +371,25 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
 def test_folds_must_be_a_whole_number(folds, message):
     with pytest.raises(KitError, match=f"folds in options must be {message}"):
         TrainConfig().updated({"folds": folds})
+
+
+def test_frozen_head_trained_on_fewer_films_than_features_stays_calibrated():
+    from kit.models.pretrained import EmbeddingHead
+    from kit.train.data import feature_scaling
+    generator = torch.Generator().manual_seed(0)
+    train_x, valid_x = torch.randn(40, 300, generator=generator), torch.randn(200, 300,
+                                                                            generator=generator)
+    train_x[:, :150] = 0.5                  # constant on the training films, not on the others
+    train_y, valid_y = (train_x[:, 200:205] > 0).float(), (valid_x[:, 200:205] > 0).float()
+    mean, std = feature_scaling(train_x)
+    torch.manual_seed(0)
+    head = EmbeddingHead(300, 5, mean=mean, std=std)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.01)
+    loss = torch.nn.BCEWithLogitsLoss()
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss(head(train_x), train_y).backward()
+        optimizer.step()
+    head.eval()
+    with torch.no_grad():
+        assert float(loss(head(valid_x), valid_y)) < 1.5      # a std clamped at 1e-6: 19,000

@@ -16,7 +16,7 @@ from kit.train.config import TrainConfig
 SCHEMA = 2
 # config, genres, competition, data_options, run, model_state: always; epoch (best.pt of a run),
 # thresholds (once tuned), valid (probabilities and labels the thresholds were tuned on),
-# optimizer_state and state (last.pt, to resume).
+# optimizer_state, state and pretrained_digest (last.pt, to resume only what made it).
 
 
 def write_checkpoint(path: Path, config: TrainConfig, genres: list[str], competition: str,
@@ -59,6 +59,9 @@ def build_model(config: TrainConfig, num_classes: int, data_options: dict,
         from kit.models.pretrained import EmbeddingHead
         return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
                              config.dropout, data_options["mean"], data_options["std"])
+    if config.pretrained and not config.model.startswith("timm:"):
+        raise KitError(f"--pretrained loads a checkpoint into a timm:<name> model or a frozen "
+                       f"backbone; {config.model} trains from its own initial weights")
     from kit.models import create_model
     options = {"dropout": config.dropout, **data_options}
     if config.model.startswith("timm:") and load_pretrained:

@@ -95,14 +95,28 @@ def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.
                           weight_cap=config.weight_cap, genres=genres)
 
 
-def embed_for(config: TrainConfig, store, scheduler: str = "local"):
+def embed_for(config: TrainConfig, store, scheduler: str = "auto"):
     """The frozen backbone's embedding cache for every poster of the store (built if missing)."""
     return embed_store(store, config.model, tuple(config.views),
                        resolve_precision(config.precision),
                        pretrained=config.pretrained, scheduler=scheduler)
 
 
-def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "local",
+def feature_scaling(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training features, for the frozen head's standardisation.
+
+    A feature (nearly) constant on the training films, as many are on a training set smaller
+    than the feature count, teaches the head nothing but may vary on other films; a std clamped
+    near zero turned that into z-scores of 100,000 on valid films. Such a feature gets a std far
+    above the typical one, so it stays near zero everywhere."""
+    values = train_x.float()
+    mean, std = values.mean(0), values.std(0)          # one film: std is NaN, so constant
+    spread = std[std > 0]
+    typical = float(spread.median()) if len(spread) else 1.0
+    return mean, torch.where(std > 1e-3 * typical, std, torch.full_like(std, 1e6 * typical))
+
+
+def prepare_data(config: TrainConfig, competition: Competition, scheduler: str = "auto",
                  fold: int | None = None) -> RunData:
     """Labels, balancing plan and datasets for train and valid, read from ``public/`` only.
     With ``fold``, train+valid are pooled and that fold of ``config.folds`` is the valid part."""
@@ -129,7 +143,7 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         valid_x = torch.from_numpy(cache.features(valid_positions))
         train_set = TensorDataset(train_x, torch.from_numpy(train_y))
         valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
-        mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
+        mean, std = feature_scaling(train_x)
         data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
                         "std": std.tolist()}
     else:

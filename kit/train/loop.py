@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from eval.metrics import f1_micro_macro
 from kit.competition import Competition
-from kit.console import console, progress
+from kit.console import console, track
 from kit.errors import KitError
-from kit.files import write_json
+from kit.files import file_digest, write_json
 from kit.losses import make_loss
 from kit.memory import keep_freed_memory
 from kit.train.checkpoint import (build_model, load_weights, read_checkpoint,
@@ -53,8 +53,25 @@ def _as_listed(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def check_resumable(checkpoint: dict, config: TrainConfig, run_name: str) -> None:
-    """Resuming with settings that change what is trained is refused, naming them."""
+def run_identity(config: TrainConfig, competition: Competition, run_name: str, data) -> dict:
+    """What a run's checkpoints record of what made them: resuming requires the same."""
+    return dict(config=config, genres=data.genres, competition=competition.name,
+                data_options=data.data_options, run=run_name,
+                pretrained_digest=file_digest(config.pretrained) if config.pretrained else None)
+
+
+def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
+    """Resuming what another competition, other weights or other settings made is refused,
+    naming what differs."""
+    if checkpoint.get("competition") != identity["competition"]:
+        raise KitError(f"run {run_name!r} was trained on competition "
+                       f"{checkpoint.get('competition')!r}, not on {identity['competition']!r}; "
+                       "resuming would mix them (its valid films may be test films here): "
+                       "use another --name, or --competition to pick its own")
+    if checkpoint.get("pretrained_digest") != identity["pretrained_digest"]:
+        raise KitError(f"run {run_name!r} started from other --pretrained weights (the file's "
+                       "content changed); use another --name")
+    config = identity["config"]
     now = asdict(config)
     changed = {k: (v, now[k]) for k, v in checkpoint["config"].items()
                if k not in RESUMABLE_CHANGES and _as_listed(v) != _as_listed(now[k])}
@@ -65,7 +82,7 @@ def check_resumable(checkpoint: dict, config: TrainConfig, run_name: str) -> Non
 
 
 def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
-              resume: bool = False, scheduler: str = "local", fold: int | None = None
+              resume: bool = False, scheduler: str = "auto", fold: int | None = None
               ) -> dict | None:
     """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
     process = start_distributed()
@@ -83,9 +100,10 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
         [p for p in model.parameters() if p.requires_grad], lr=config.lr,
         weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
+    identity = run_identity(config, competition, run_name, data)
     if resume and (run_dir / "last.pt").exists():
         checkpoint = read_checkpoint(run_dir / "last.pt", f"run {run_name!r}")
-        check_resumable(checkpoint, config, run_name)
+        check_resumable(checkpoint, identity, run_name)
         load_weights(model, checkpoint["model_state"], f"run {run_name!r}")
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         state = checkpoint["state"]
@@ -98,8 +116,6 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
                               num_workers=config.workers, persistent_workers=config.workers > 0)
     valid_loader = DataLoader(data.valid, batch_size=max(64, config.batch_size),
                               num_workers=config.workers)
-    identity = dict(config=config, genres=data.genres, competition=competition.name,
-                    data_options=data.data_options, run=run_name)
     if process.main:
         write_json(run_dir / "config.json", asdict(config))
         for note in data.plan.notes:
@@ -152,20 +168,17 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     keep_freed_memory()
     network.train()
     total, count = 0.0, 0
-    started = time.perf_counter()
-    with progress(transient=True) as bar:
-        task = bar.add_task(description, total=len(loader), rate="")
-        for inputs, targets in loader:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = network(as_model_input(inputs))
-            loss = criterion(logits.float(), targets.float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(inputs)
-            count += len(inputs)
-            rate = count * process.world / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
+    batches = track(loader, len(loader.sampler), description, "img", size=lambda b: len(b[0]),
+                    scale=process.world, transient=True)
+    for inputs, targets in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = network(as_model_input(inputs))
+        loss = criterion(logits.float(), targets.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(inputs)
+        count += len(inputs)
     return total / max(count, 1)
 
 
