@@ -26,6 +26,12 @@ POSTER_DIRS = ("posters", "Posters", "images", "Images", "poster")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 NON_LABEL_CSVS = ("movies.csv",)
 DEFAULT_CHUNKSIZE = 500_000
+SCHEMA_ROWS = 10_000        # rows read to decide a wide file's genre columns, whatever --chunksize
+BINARY_VALUES = {"0", "1", "0.0", "1.0", ""}     # a blank cell in a wide file means 0
+MISSING = {"nan", "none", "null", "na", "n/a"}     # a missing value, never a genre name
+# Characters that end a line somewhere (str.splitlines, CSV readers): a genre name holding one
+# would split into phantom genres in genres.txt.
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 @dataclass
@@ -59,17 +65,32 @@ def _id_column(columns) -> str | None:
     return None
 
 
-def _read_head(path: Path) -> pd.DataFrame:
+def _read_head(path: Path, rows: int = 200) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, nrows=200, dtype=str, keep_default_na=False,
-                           encoding="utf-8-sig")
+        head = pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False,
+                           encoding="utf-8-sig", header=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise KitError(f"{path} is not a readable CSV file: {error}") from None
+    names = [str(name).strip() for name in head.iloc[0]]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise KitError(f"{path} repeats the column names {', '.join(map(repr, repeated))}; "
+                       "each column needs its own name")
+    return pd.DataFrame(head.iloc[1:].to_numpy(), columns=names)
 
 
 def _is_binary(series: pd.Series) -> bool:
     values = set(series.str.strip().unique())
-    return bool(values) and values <= {"0", "1", "0.0", "1.0"}
+    return bool(values - {""}) and values <= BINARY_VALUES
+
+
+def check_genre_name(name: str) -> None:
+    """Refuse a genre name that no list or submission could hold exactly."""
+    if any(character in LINE_BREAKS for character in name):
+        raise KitError(f"the genre name {name!r} holds a line break; rename it in the label file")
+    if name.lower() == "id":
+        raise KitError(f"a genre may not be named {name!r}: submissions use that column for the "
+                       "film id; rename it in the label file")
 
 
 def classify_csv(path: Path) -> str | None:
@@ -150,23 +171,33 @@ def read_labels(source: Source, chunksize: int = DEFAULT_CHUNKSIZE
     labels: dict[str, set[str]] = defaultdict(set)
     notes: Counter = Counter()
     unsafe: set[str] = set()
+    head = _read_head(source.labels, SCHEMA_ROWS)      # the schema, decided once for the file
+    id_column = _id_column(head.columns)
+    genre_columns = ([c for c in head.columns if c != id_column and _is_binary(head[c])]
+                     if source.layout == "wide" else [])
+    checked: set[str] = set()
     try:
         chunks = read_chunks(source.labels, "reading labels", chunksize=chunksize, dtype=str,
-                             keep_default_na=False, encoding="utf-8-sig")
-        for chunk in chunks:
-            id_column = _id_column(chunk.columns)
+                             keep_default_na=False, encoding="utf-8-sig", header=0,
+                             names=list(head.columns))
+        for first_row, chunk in _numbered(chunks):
             ids = chunk[id_column].str.strip()
-            for film_id, genres in zip(ids, _chunk_genres(chunk, id_column, source.layout)):
+            genre_lists = (_wide_genres(chunk, genre_columns, first_row)
+                           if source.layout == "wide" else _chunk_genres(chunk, source.layout))
+            for film_id, genres in zip(ids, genre_lists):
                 if unsafe_id(film_id):
                     unsafe.add(film_id)
                     continue
                 for genre in genres:
                     genre = genre.strip()
-                    if not genre:
+                    if not genre or genre.lower() in MISSING:
                         continue
                     if "|" in genre:
                         notes["genre names with '|' dropped"] += 1
                         continue
+                    if genre not in checked:
+                        check_genre_name(genre)
+                        checked.add(genre)
                     if genre in labels[film_id]:
                         notes["duplicate label rows"] += 1
                     labels[film_id].add(genre)
@@ -175,17 +206,33 @@ def read_labels(source: Source, chunksize: int = DEFAULT_CHUNKSIZE
     return dict(labels), notes, sorted(unsafe)
 
 
-def _chunk_genres(chunk: pd.DataFrame, id_column: str, layout: str):
+def _numbered(chunks):
+    """(number of the chunk's first data row, chunk) pairs."""
+    first = 1
+    for chunk in chunks:
+        yield first, chunk
+        first += len(chunk)
+
+
+def _chunk_genres(chunk: pd.DataFrame, layout: str):
     if layout == "letterboxd":
         column = next(c for c in chunk.columns if str(c).strip().lower() == "genre")
         return ([g] for g in chunk[column])
-    if layout == "list":
-        column = next(c for c in chunk.columns if str(c).strip().lower() in GENRE_LIST_COLUMNS)
-        return (parse_genre_list(text) for text in chunk[column])
-    genre_columns = [c for c in chunk.columns if c != id_column and _is_binary(chunk[c])]
-    flags = chunk[genre_columns].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy() > 0
-    names = [str(c).strip() for c in genre_columns]
-    return ([names[j] for j in row.nonzero()[0]] for row in flags)
+    column = next(c for c in chunk.columns if str(c).strip().lower() in GENRE_LIST_COLUMNS)
+    return (parse_genre_list(text) for text in chunk[column])
+
+
+def _wide_genres(chunk: pd.DataFrame, genre_columns: list[str], first_row: int):
+    """Genre names of each row of a wide file: 1 marks a genre, 0 or a blank cell does not;
+    any other value is an error naming its row and column."""
+    cells = chunk[genre_columns].apply(lambda column: column.str.strip())
+    bad = ~cells.isin(BINARY_VALUES)
+    if bad.to_numpy().any():
+        row, column = next(zip(*bad.to_numpy().nonzero()))
+        raise KitError(f"row {first_row + row} column {genre_columns[column]!r} holds "
+                       f"{cells.iat[row, column]!r}; a genre column holds 0, 1 or nothing")
+    flags = cells.isin({"1", "1.0"}).to_numpy()
+    return ([genre_columns[j] for j in row.nonzero()[0]] for row in flags)
 
 
 def scan_posters(poster_dir: Path) -> tuple[dict[str, str], list[str]]:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kit.errors import KitError
-from kit.ingest import build_catalogue, find_source, parse_genre_list
+from kit.ingest import SCHEMA_ROWS, build_catalogue, find_source, parse_genre_list
 from tests.conftest import jpeg_bytes
 
 
@@ -94,3 +94,60 @@ def test_missing_poster_folder_is_named(tmp_path):
     (tmp_path / "genres.csv").write_text("id,genre\n1,Drama\n")
     with pytest.raises(KitError, match="no poster folder.*posters/"):
         find_source(tmp_path)
+
+
+def wide_data_set(root, frame):
+    (root / "Images").mkdir()
+    frame.to_csv(root / "train.csv", index=False)
+    for film_id in frame["Id"]:
+        (root / "Images" / f"{film_id}.jpg").write_bytes(jpeg_bytes())
+
+
+def test_wide_schema_is_decided_once_whatever_the_chunk_size(tmp_path):
+    # Horror is 0 or blank in every row but the last: per-chunk detection lost or found it
+    # depending on --chunksize, and blank cells dropped the genre.
+    rows = 30
+    wide_data_set(tmp_path, pd.DataFrame({
+        "Id": [f"tt{i:02d}" for i in range(rows)], "Title": [f"film {i}" for i in range(rows)],
+        "Drama": ["1"] * rows, "Horror": [""] * (rows - 1) + ["1"]}))
+    tables = [catalogue_of(tmp_path)[0]]
+    tables += [dict(zip(*[build_catalogue(find_source(tmp_path), chunksize=size).films[c]
+                          for c in ("id", "genres")])) for size in (1, 7)]
+    assert tables[0] == tables[1] == tables[2]
+    assert tables[0]["tt29"] == "Drama|Horror" and tables[0]["tt00"] == "Drama"
+
+
+def test_wide_file_with_a_repeated_column_or_a_stray_value_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "Images").mkdir()
+    (tmp_path / "a" / "train.csv").write_text("Id,Action,Drama,Action\ntt1,1,0,0\ntt2,0,1,1\n")
+    with pytest.raises(KitError, match="repeats the column names 'Action'"):
+        build_catalogue(find_source(tmp_path / "a"))
+    (tmp_path / "b").mkdir()
+    rows = SCHEMA_ROWS + 50                       # the stray value lies past the schema rows
+    frame = pd.DataFrame({"Id": [f"tt{i}" for i in range(rows)], "Action": ["1", "0"] * (rows // 2),
+                          "Drama": ["0"] * (rows - 1) + ["yes"]})
+    wide_data_set(tmp_path / "b", frame)
+    with pytest.raises(KitError, match=f"row {rows} column 'Drama' holds 'yes'"):
+        build_catalogue(find_source(tmp_path / "b"), chunksize=1000)
+
+
+@pytest.mark.parametrize("cell", ["NaN", "None", "null", "['Drama', None]", "[nan]"])
+def test_missing_values_are_never_genre_names(tmp_path, cell):
+    (tmp_path / "posters").mkdir()
+    pd.DataFrame({"id": ["7", "8"], "genres": [cell, "Comedy"]}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    for film_id in ("7", "8"):
+        (tmp_path / "posters" / f"{film_id}.jpg").write_bytes(jpeg_bytes())
+    films, catalogue = catalogue_of(tmp_path)
+    genres = {g for text in films.values() for g in text.split("|")}
+    assert genres <= {"Drama", "Comedy"} and films["8"] == "Comedy"
+
+
+@pytest.mark.parametrize("name", ["Sci\u2028Fi", "Film\x85Noir", "Dra\x0cma", "Tele\rvision",
+                                  "id", "ID"])
+def test_genre_names_no_list_can_hold_are_refused_at_ingest(letterboxd_dir, name):
+    with open(letterboxd_dir / "genres.csv", "a", encoding="utf-8", newline="") as handle:
+        handle.write(f'tt0086383,"{name}"\n')
+    with pytest.raises(KitError, match="rename it in the label file"):
+        build_catalogue(find_source(letterboxd_dir))
