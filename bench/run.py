@@ -293,7 +293,7 @@ def preprocessing_section(args, work: Path, results: dict) -> None:
 
 
 def describe(row: dict) -> str:
-    names = {"inline": "one process", "processes": "process pool", "local": "Dask local",
+    names = {"auto": "default (auto)", "inline": "one process", "processes": "process pool", "local": "Dask local",
              "naive_pil": "naive PIL"}
     return ", ".join(f"{names[k]} {row[k]['posters_per_second']}/s ({row[k]['peak_rss_mb']} MB)"
                      for k in (*SCHEDULERS, "naive_pil"))
@@ -393,7 +393,7 @@ def estimates_section(args, work: Path, results: dict) -> None:
     print(f"estimates for {FULL_LETTERBOXD:,} films: {results['estimates_900k']}")
 
 
-SCHEDULERS = ("inline", "processes", "local")
+SCHEDULERS = ("auto", "inline", "processes", "local")
 SECTIONS = {"preprocessing": preprocessing_section, "lenet": lenet_section,
             "embedding": embedding_section, "pretrained": pretrained_section,
             "scoring": scoring_section, "server": server_section,

@@ -10,6 +10,7 @@ import pandas as pd
 from kit.errors import KitError
 from kit.labels import encode, genre_list
 from kit.workdir import Workdir
+from kit.files import read_table
 
 USAGES = ("Public", "Private")
 
@@ -73,7 +74,7 @@ def load_answers(path: str | Path) -> AnswerKey:
     path = Path(path)
     folder = path.parent.parent
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = read_table(path)
     except (OSError, pd.errors.ParserError) as error:
         raise KitError(f"cannot read the answer key {path}: {error}") from None
     if list(frame.columns) != ["id", "genres", "usage"]:
@@ -87,7 +88,7 @@ def load_answers(path: str | Path) -> AnswerKey:
         # test labels it would be an oracle posing as a reference.
         raise KitError(f"{train_path} is missing: the reference predictors need the training "
                        "labels beside the answer key")
-    train = pd.read_csv(train_path, dtype=str, keep_default_na=False)
+    train = read_table(train_path)
     prevalence = encode(train["genres"], genres).mean(0)
     return AnswerKey(folder, frame["id"].tolist(), encode(frame["genres"], genres),
                      frame["usage"].to_numpy(), genres, prevalence)

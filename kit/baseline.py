@@ -44,7 +44,7 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
         data_dir = workdir.root / "data" / "synthetic"
         if not (data_dir / "genres.csv").exists():
             console.rule("synthesising the default data")
-            synthesize(data_dir, films, seed)
+            synthesize(data_dir, films, seed, force=True)   # the baseline owns this folder
         data = str(data_dir)
     console.rule(f"preparing {data}")
     prepared = prepare_dataset(data, workdir)

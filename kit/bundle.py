@@ -18,7 +18,7 @@ import pandas as pd
 
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import atomic_path, read_json
+from kit.files import atomic_path, read_json, read_table
 from kit.workdir import Workdir, safe_name
 
 PUBLIC_FILES = ("train.csv", "test.csv", "genres.txt", "sample_submission.csv",
@@ -50,8 +50,7 @@ def _poster_sources(competition: Competition) -> dict[str, Path]:
         raise KitError(f"the store of {competition.name} has no prepare.json beside it "
                        f"({meta_path}); export from the organiser's work folder")
     root = Path(read_json(meta_path)["source"])
-    index = pd.read_csv(store / "index.csv", dtype=str, usecols=["id", "source"],
-                        keep_default_na=False)
+    index = read_table(store / "index.csv", ["id", "source"])
     sources = {i: root / s for i, s in zip(index["id"], index["source"])}
     missing = [str(p) for p in list(sources.values())[:1000] if not p.is_file()]
     if missing:

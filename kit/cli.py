@@ -19,14 +19,15 @@ def _size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 345x230, got {text!r}")
-    if height < 8 or width < 8:
-        raise argparse.ArgumentTypeError("image height and width must be at least 8")
+    if not (8 <= height <= 4096 and 8 <= width <= 4096):
+        raise argparse.ArgumentTypeError(f"image height and width must be between 8 and 4096, "
+                                         f"got {height}x{width}")
     return height, width
 
 
 def cmd_synth(args) -> dict:
     from kit.synth import synthesize
-    return synthesize(args.out, args.n, args.seed, args.workers)
+    return synthesize(args.out, args.n, args.seed, args.workers, args.force)
 
 
 def cmd_prepare(args) -> dict:
@@ -143,11 +144,11 @@ def _scheduler(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error))
 
 
-def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "local") -> None:
+def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") -> None:
     sub.add_argument("--scheduler", default=default, type=_scheduler,
-                     help="local (a Dask LocalCluster), processes (a plain process pool), "
-                          "inline, or tcp://host:port (an existing Dask cluster); default "
-                          "%(default)s")
+                     help="auto (the fastest local executor: a process pool), local (a Dask "
+                          "LocalCluster), processes (a plain process pool), inline, or "
+                          "tcp://host:port (an existing Dask cluster); default %(default)s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--n", type=whole(1, 10**7), default=3000, help="films (default: %(default)s)")
     sub.add_argument("--seed", type=SEED, default=0)
     sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
+    sub.add_argument("--force", action="store_true",
+                     help="replace the data set in a folder that is not empty")
 
     sub = command("prepare", cmd_prepare, "ingest a poster data set into the preprocessed store")
     sub.add_argument("source", help="data folder (Letterboxd, wide one-hot or list layout)")

@@ -30,7 +30,7 @@ STRATEGIES = {
 
 def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = None,
             competition: str | None = None, submissions: str = "submissions",
-            prefix: str = "compare", resamples: int = 1000, scheduler: str = "local"
+            prefix: str = "compare", resamples: int = 1000, scheduler: str = "auto"
             ) -> dict | None:
     """Train, predict and score every strategy; write the comparison report (None on torchrun
     ranks other than 0, which train along)."""
@@ -42,21 +42,21 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     if unknown:
         raise KitError(f"unknown strategies {', '.join(unknown)}; choose from "
                        f"{', '.join(STRATEGIES)}")
-    contest = Competition.find(workdir, competition)
-    out = workdir.root / "compare" / contest.name
+    chosen_competition = Competition.find(workdir, competition)
+    out = workdir.root / "compare" / chosen_competition.name
     # A participant's work folder holds no answer key: compare on the valid part, and say so.
-    part = "test" if contest.answers.exists() else "valid"
-    genres = contest.genres()
-    parts = contest.labelled_parts()
+    part = "test" if chosen_competition.answers.exists() else "valid"
+    genres = chosen_competition.genres()
+    parts = chosen_competition.labelled_parts()
     train_labels, valid_labels = parts["train"].labels, parts["valid"].labels
     if base.min_count is None and base.target_size is None:
         base = base.updated({"target_size": len(train_labels) // 2})
     paths, audits, runs = [], {}, {}
     for strategy in chosen:
         config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True})
-        run = f"{prefix}-{strategy}-{contest.name}"
+        run = f"{prefix}-{strategy}-{chosen_competition.name}"
         console.rule(f"strategy {strategy}")
-        runs[strategy] = train(config, workdir, run, contest.name, resume=True,
+        runs[strategy] = train(config, workdir, run, chosen_competition.name, resume=True,
                                scheduler=scheduler)
         if runs[strategy] is None:  # torchrun ranks other than 0 train along, rank 0 reports
             continue
@@ -71,17 +71,17 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     if not paths:
         return None
     if part == "test":
-        key = load_answers(contest.answers)
+        key = load_answers(chosen_competition.answers)
         title = "Balancing strategies compared"
     else:
-        key = valid_key(contest)
+        key = valid_key(chosen_competition)
         title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
                  "thresholds were fit on these films, so tuned scores are optimistic)")
         console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
     board = build_leaderboard(paths, key, out, resamples=resamples, title=title,
                               extra_figures=audits)
     rows = [e for e in board["entries"] if not e["reference"]]
-    return {"competition": contest.name, "strategies": chosen, "scored_on": part,
+    return {"competition": chosen_competition.name, "strategies": chosen, "scored_on": part,
             "report": str(out / "leaderboard.md"),
             "html": str(out / "leaderboard.html"),
             "best": rows[0]["name"] if rows else None,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.files import read_json, write_text
+from kit.files import read_json, read_table, write_text
 from kit.labels import encode, genre_list
 from kit.workdir import Workdir, safe_name
 
@@ -60,14 +60,15 @@ class Competition:
         if name:
             # A name in the work folder first; a path to a competition folder otherwise.
             for folder in (root / name, Path(name)):
-                if (folder / "public" / "train.csv").exists():
+                if (folder / "public" / "competition.json").exists():
                     return _announced(cls(folder))
             raise KitError(f"no competition {name!r} in {root}")
         current = current_name(workdir)
-        if current and (root / current / "public" / "train.csv").exists():
+        if current and (root / current / "public" / "competition.json").exists():
             return _announced(cls(root / current))
-        found = sorted(p.name for p in root.glob("*") if (p / "public" / "train.csv").exists()) \
-            if root.is_dir() else []
+        # competition.json is written last: a folder without it is no (complete) competition.
+        found = sorted(p.name for p in root.glob("[!.]*")
+                       if (p / "public" / "competition.json").exists()) if root.is_dir() else []
         if not found:
             raise KitError(f"no competition in {root}; run `kit split` or `kit join` first")
         if len(found) > 1:
@@ -109,7 +110,7 @@ class Competition:
         return genre_list(self.public / "genres.txt")
 
     def train_table(self) -> pd.DataFrame:
-        return pd.read_csv(self.public / "train.csv", dtype=str, keep_default_na=False)
+        return read_table(self.public / "train.csv")
 
     def labelled_parts(self) -> dict[str, "LabelledPart"]:
         """The ``train`` and ``valid`` parts: their ids and label matrices."""
@@ -120,7 +121,7 @@ class Competition:
                 for part in ("train", "valid")}
 
     def test_ids(self) -> list[str]:
-        test = pd.read_csv(self.public / "test.csv", dtype=str, keep_default_na=False)
+        test = read_table(self.public / "test.csv")
         return test["id"].tolist()
 
     def normalisation(self) -> dict:

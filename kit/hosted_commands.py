@@ -66,7 +66,7 @@ def add_commands(command, add_scheduler_argument) -> None:
     sub.add_argument("bundle", help="the .tar.gz or .zip the organiser published")
     sub.add_argument("--workers", type=WORKERS, default=None,
                      help="processes (default: all cores)")
-    add_scheduler_argument(sub, default="processes")
+    add_scheduler_argument(sub)
 
     def client_options(sub):
         sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")

@@ -13,13 +13,13 @@ import pandas as pd
 from kit.bundle import MANIFEST, PUBLIC_FILES, check_manifest, extract_bundle
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import read_json, write_json, write_text
+from kit.files import read_json, read_table, write_json, write_text
 from kit.store import build_store
 from kit.workdir import Workdir
 
 
 def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
-                scheduler: str = "processes") -> dict:
+                scheduler: str = "auto") -> dict:
     """Extract and check ``bundle``, build the poster store, register the competition."""
     bundles = workdir.root / "bundles"
     staging = bundles / f".joining-{os.getpid()}"
@@ -42,9 +42,8 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
         shutil.rmtree(staging, ignore_errors=True)
 
     info = read_json(folder / "public" / "competition.json")
-    ids = set(pd.read_csv(folder / "public" / "test.csv", dtype=str, keep_default_na=False)["id"])
-    ids |= set(pd.read_csv(folder / "public" / "train.csv", dtype=str,
-                           keep_default_na=False)["id"])
+    ids = set(read_table(folder / "public" / "test.csv", ["id"])["id"])
+    ids |= set(read_table(folder / "public" / "train.csv", ["id"])["id"])
     size = tuple(info["image_size"])
     posters = sorted((folder / "posters").iterdir()) if (folder / "posters").is_dir() else []
     films = pd.DataFrame({"id": [p.stem for p in posters],
@@ -59,7 +58,7 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
         raise KitError(f"{sum(map(len, stored['failed'].values()))} posters of the bundle could "
                        f"not be stored, e.g. {items[0]['id']} ({reason})")
     write_json(workdir.dataset(name) / "prepare.json",
-               {"dataset": name, "source": str(folder.resolve()), "store": str(store_dir),
+               {"dataset": name, "source": str(folder.resolve()), "store": store_dir.name,
                 "joined_from": str(Path(bundle).resolve()), "stored": stored["stored"]})
     public = competition.public
     public.mkdir(parents=True, exist_ok=True)

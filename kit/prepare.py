@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
-from kit.files import read_json, write_csv, write_json
+from kit.files import exclusive_lock, read_table, write_csv, write_json
 from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE
 from kit.ingest import DEFAULT_CHUNKSIZE, build_catalogue, find_source
 from kit.report import write_data_report
 from kit.store import DEFAULT_SHARD_SIZE, build_store
-from kit.workdir import Workdir
+from kit.workdir import Workdir, derived_name
 
 
 def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
@@ -18,18 +17,24 @@ def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
                     posters: str | None = None, size: tuple[int, int] = DEFAULT_SIZE,
                     shard_size: int = DEFAULT_SHARD_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS,
                     chunksize: int = DEFAULT_CHUNKSIZE, workers: int | None = None,
-                    scheduler: str = "local") -> dict:
+                    scheduler: str = "auto") -> dict:
     """Ingest ``source_dir`` into the work folder's dataset ``name``; return the JSON report."""
     source = find_source(source_dir, layout, labels, posters)
-    name = name or Path(source_dir).resolve().name
+    name = name or derived_name(Path(source_dir).resolve().name)
+    with exclusive_lock(workdir.dataset(name) / ".lock", f"kit prepare of {name!r}"):
+        return _prepare(source, workdir, name, size, shard_size, max_pixels, chunksize, workers,
+                        scheduler)
+
+
+def _prepare(source, workdir: Workdir, name: str, size: tuple[int, int], shard_size: int,
+             max_pixels: int, chunksize: int, workers: int | None, scheduler: str) -> dict:
     out = workdir.dataset(name)
     catalogue = build_catalogue(source, chunksize)
     write_csv(out / "films.csv", catalogue.films)
     store = build_store(catalogue.films, source.root, workdir.store(name, size), size, shard_size,
                         max_pixels, workers, scheduler)
     stored = catalogue.films[catalogue.films["id"].isin(
-        pd.read_csv(workdir.store(name, size) / "index.csv", dtype={"id": str},
-                    usecols=["id"])["id"])]
+        read_table(workdir.store(name, size) / "index.csv", ["id"])["id"])]
     report = write_data_report(stored, out / "report", name) if len(stored) else {}
     dropped = {reason: ids for reason, ids in catalogue.dropped.items() if ids}
     dropped.update({reason: [f["id"] for f in items] for reason, items in store["failed"].items()})
@@ -42,7 +47,10 @@ def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
         "notes": dict(catalogue.notes), "posters_per_second": store["posters_per_second"],
         "store": str(workdir.store(name, size)), "genres": len(report.get("genre_counts", {})),
     }
-    write_json(out / "prepare.json", {**summary, "dropped_ids": dropped,
+    # Paths inside the work folder are recorded relative to it: a moved or copied work folder
+    # uses its own store.
+    write_json(out / "prepare.json", {**summary, "store": workdir.store(name, size).name,
+                                      "dropped_ids": dropped,
                                       "store_failures": store["failed"], "report": report})
     return summary
 
@@ -50,8 +58,7 @@ def prepare_dataset(source_dir: str, workdir: Workdir, name: str | None = None,
 def redraw_report(workdir: Workdir, name: str) -> dict:
     """`kit report`: redraw the data report of a prepared dataset."""
     out = workdir.dataset(name)
-    meta = read_json(out / "prepare.json")
-    films = pd.read_csv(out / "films.csv", dtype=str, keep_default_na=False)
-    index = pd.read_csv(Path(meta["store"]) / "index.csv", dtype={"id": str}, usecols=["id"])
+    films = read_table(out / "films.csv")
+    index = read_table(workdir.prepared_store(name) / "index.csv", ["id"])
     report = write_data_report(films[films["id"].isin(index["id"])], out / "report", name)
     return {"dataset": name, "films": report["films"], "figures": report["figures"]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 
 from kit.console import console, table
 from kit.errors import KitError
-from kit.files import read_json, write_csv, write_json, write_text
+from kit.files import read_json, read_table, write_csv, write_json, write_text
 from kit.labels import encode
 from kit.store import Store
 from kit.workdir import Workdir
@@ -96,14 +97,9 @@ def normalisation(store: Store, ids, seed: int) -> dict:
 
 def stored_films(workdir: Workdir, dataset: str) -> tuple[pd.DataFrame, Path]:
     """The dataset's films that made it into the store, and the store folder."""
-    meta_path = workdir.dataset(dataset) / "prepare.json"
-    if not meta_path.exists():
-        raise KitError(f"dataset {dataset!r} is not prepared in {workdir.root}; "
-                       "run `kit prepare DATA_DIR` first")
-    store_dir = Path(read_json(meta_path)["store"])
-    films = pd.read_csv(workdir.dataset(dataset) / "films.csv", dtype=str, keep_default_na=False)
-    index = pd.read_csv(store_dir / "index.csv", dtype={"id": str, "checksum": str},
-                        usecols=["id", "checksum"], keep_default_na=False)
+    store_dir = workdir.prepared_store(dataset)
+    films = read_table(workdir.dataset(dataset) / "films.csv")
+    index = read_table(store_dir / "index.csv", ["id", "checksum"])
     films = films.merge(index, on="id", how="inner")
     return films, store_dir
 
@@ -156,16 +152,26 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
     parts = {"train": train, "valid": valid, "public": public, "private": private}
     store = Store(store_dir)
     stats = normalisation(store, films["id"].iloc[train], options.seed)
-    _write_bundle(folder, films, genres, parts, stats, store_dir, store.size, dataset)
     counts = {name: dict(zip(genres, labels[rows].sum(0).tolist())) for name, rows in parts.items()}
     summary = {"competition": folder.name, "dataset": dataset, "films": len(films),
                **{f"{name}_films": len(rows) for name, rows in parts.items()},
                "genres": len(genres), "dropped_genres": dropped_genres,
                "films_without_genre_dropped": no_genre, "expected_sizes": sizes}
-    write_json(folder / "split.json", {
-        "options": asdict(options), "genres": genres, "per_genre_counts": counts,
-        "hashes": {name: ids_hash(films["id"].iloc[rows]) for name, rows in parts.items()},
-        "normalisation": stats, "summary": summary})
+    # Built under a hidden name and renamed when complete: a competition folder appears whole
+    # or not at all, whatever fails or is killed on the way.
+    building = workdir.competitions / f".{folder.name}.{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        _write_bundle(building, folder.name, films, genres, parts, stats, store_dir, store.size,
+                      dataset)
+        write_json(building / "split.json", {
+            "options": asdict(options), "genres": genres, "per_genre_counts": counts,
+            "hashes": {name: ids_hash(films["id"].iloc[rows]) for name, rows in parts.items()},
+            "normalisation": stats, "summary": summary})
+        shutil.rmtree(folder, ignore_errors=True)       # an incomplete one from an older kit
+        os.rename(building, folder)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     if dropped_genres:
         console.print(f"dropped genres with fewer than {options.min_support} films: "
                       + ", ".join(f"{g} ({n})" for g, n in dropped_genres.items()))
@@ -177,10 +183,10 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
 
 def _part_sizes(n: int, options: SplitOptions) -> dict[str, int]:
     test = round(n * options.test)
-    public = round(test * (1 - options.public))
+    private = round(test * (1 - options.public))
     valid = round((n - test) * options.valid)
-    sizes = {"train": n - test - valid, "valid": valid, "public": test - public,
-             "private": public}
+    sizes = {"train": n - test - valid, "valid": valid, "public": test - private,
+             "private": private}
     empty = [name for name, size in sizes.items() if size < 1]
     if empty:
         raise KitError(f"{n} films are too few for the requested fractions (test {options.test}, "
@@ -189,7 +195,7 @@ def _part_sizes(n: int, options: SplitOptions) -> dict[str, int]:
     return sizes
 
 
-def _write_bundle(folder: Path, films: pd.DataFrame, genres: list[str], parts: dict,
+def _write_bundle(folder: Path, name: str, films: pd.DataFrame, genres: list[str], parts: dict,
                   stats: dict, store_dir: Path, size: tuple, dataset: str) -> None:
     public, private = folder / "public", folder / "private"
     train = pd.concat([films.iloc[parts["train"]].assign(part="train"),
@@ -205,7 +211,7 @@ def _write_bundle(folder: Path, films: pd.DataFrame, genres: list[str], parts: d
     write_csv(public / "sample_submission.csv", sample)
     write_json(public / "normalization.json", stats)
     write_json(public / "competition.json", {
-        "name": folder.name, "dataset": dataset, "image_size": list(size),
+        "name": name, "dataset": dataset, "image_size": list(size),
         "store": os.path.relpath(store_dir.resolve(), public.resolve())})
     usage = pd.Series("Private", index=films.index)
     usage.iloc[parts["public"]] = "Public"

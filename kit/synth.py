@@ -15,6 +15,7 @@ Assumptions (documented in README, "Synthetic default data"):
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -178,11 +179,24 @@ def _make_film(args: tuple[int, int, str]) -> tuple[int, list[str], str, int]:
     return film_id, genres, title, int(rng.integers(1950, 2025))
 
 
-def synthesize(out: str | os.PathLike, n: int, seed: int = 0, workers: int | None = None) -> dict:
-    """Write ``n`` synthetic films to ``out`` in the Letterboxd layout and return a summary."""
+def synthesize(out: str | os.PathLike, n: int, seed: int = 0, workers: int | None = None,
+               force: bool = False) -> dict:
+    """Write ``n`` synthetic films to ``out`` in the Letterboxd layout and return a summary.
+
+    A folder that is not empty is refused (a partial overwrite would mix two data sets) unless
+    ``force``, which first removes the data set written there before."""
     if n < 1:
         raise KitError(f"--n must be at least 1, got {n}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise KitError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise KitError(f"--out {out} is not empty; choose an empty or new folder, or add "
+                           "--force to replace the data set in it")
+        shutil.rmtree(out / "posters", ignore_errors=True)
+        for name in ("genres.csv", "movies.csv"):
+            (out / name).unlink(missing_ok=True)
     poster_dir = out / "posters"
     poster_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, i, str(poster_dir)) for i in range(n)]

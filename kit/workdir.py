@@ -12,8 +12,15 @@ DEFAULT_WORKDIR = "work"
 def safe_name(name: str) -> str:
     """A name usable as a folder: letters, digits, ``._-``; KitError otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
-        raise KitError(f"{name!r} is not a usable name (letters, digits, '.', '_', '-')")
+        raise KitError(f"{name!r} is not a usable name: up to 100 letters, digits, '.', '_' or "
+                       "'-', starting with a letter or digit")
     return name
+
+
+def derived_name(text: str) -> str:
+    """A usable name made from ``text`` (a data folder's name such as ``.holdout`` or
+    ``my posters``): other characters become ``-``, leading ``.``, ``_`` and ``-`` go."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip("._-")[:100].rstrip("-") or "dataset"
 
 
 class Workdir:
@@ -27,6 +34,16 @@ class Workdir:
 
     def store(self, name: str, size: tuple[int, int]) -> Path:
         return self.dataset(name) / f"store-{size[0]}x{size[1]}"
+
+    def prepared_store(self, dataset: str) -> Path:
+        """The store ``kit prepare`` built for ``dataset``, inside this work folder (prepare.json
+        names its folder; older files held a path from where prepare ran)."""
+        from kit.files import read_json
+        meta_path = self.dataset(dataset) / "prepare.json"
+        if not meta_path.exists():
+            raise KitError(f"dataset {dataset!r} is not prepared in {self.root}; "
+                           "run `kit prepare DATA_DIR` first")
+        return self.dataset(dataset) / Path(read_json(meta_path)["store"]).name
 
     def datasets(self) -> list[str]:
         folder = self.root / "datasets"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
-
 from kit.competition import Competition
+from kit.files import read_table
 
 CHART_ROWS = 12
 LABEL_WIDTH, BAR_WIDTH, ROW_HEIGHT = 230, 420, 26
@@ -20,7 +19,7 @@ def competition_facts(competition: Competition) -> dict:
     return {"genres": competition.genres(),
             "train": int((train["part"] == "train").sum()),
             "valid": int((train["part"] == "valid").sum()),
-            "test": len(pd.read_csv(competition.public / "test.csv", dtype=str)),
+            "test": len(read_table(competition.public / "test.csv", ["id"])),
             "image_size": "x".join(map(str, info.get("image_size", [])))}
 
 

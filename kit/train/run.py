@@ -9,7 +9,7 @@ from kit.workdir import Workdir
 
 
 def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name: str | None = None,
-          resume: bool = False, scheduler: str = "local") -> dict | None:
+          resume: bool = False, scheduler: str = "auto") -> dict | None:
     """Train one run; returns its summary (None on torchrun ranks other than 0).
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json and summary.json; with
     ``config.folds`` > 1, one such run per fold and their ensemble (``kit/train/crossfit.py``)."""
