@@ -1,8 +1,9 @@
-"""kill -9 at random moments, repeatedly; each re-run resumes and the final artefacts equal those
-of an uninterrupted run."""
+"""kill -9 at observed progress points, repeatedly: each kill lands while work is in flight (the
+test checks it), and each re-run resumes until the final artefacts equal an uninterrupted run's."""
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,18 +22,31 @@ def kit(*argv):
     return [sys.executable, "-m", "kit", *argv]
 
 
-def killed_repeatedly(command, seed, kills=KILLS, earliest=0.3, latest=4.0):
-    """Start ``command`` and SIGKILL it at random moments, ``kills`` times; then let it finish."""
+def killed_at(command, progress, unfinished, seed, kills=KILLS):
+    """Run ``command`` ``kills`` times and SIGKILL it as soon as ``progress(process)`` has grown
+    since that run started (plus a seeded pause of up to 50 ms, to land inside the next piece of
+    work); assert that the process was still running and ``unfinished()`` still true. Then let a
+    last run finish."""
     rng = random.Random(seed)
     for _ in range(kills):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=ONE_THREAD)
-        time.sleep(rng.uniform(earliest, latest))
+        start, deadline = progress(process), time.monotonic() + 300
+        while progress(process) <= start:
+            assert process.poll() is None, "the run ended before making progress"
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
         process.send_signal(signal.SIGKILL)
         process.wait()
+        assert unfinished(), "the kill landed after the work was done"
     finished = subprocess.run(command, capture_output=True, text=True, env=ONE_THREAD,
                               timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
+
+
+def count(folder: Path, pattern: str) -> int:
+    return len(list(folder.glob(pattern)))
 
 
 def digest(folder: Path, pattern: str) -> dict:
@@ -44,10 +58,12 @@ def test_preprocessing_survives_kill_9(synthetic_dir, tmp_path):
     common = ["--size", "115x77", "--shard-size", "16", "--scheduler", "inline", "--name", "s"]
     subprocess.run(kit("prepare", str(synthetic_dir), "--workdir", str(tmp_path / "a"), *common),
                    check=True, capture_output=True, env=ONE_THREAD)
-    killed_repeatedly(kit("prepare", str(synthetic_dir), "--workdir", str(tmp_path / "b"),
-                          *common), seed=1, earliest=1.0, latest=3.0)
     store = "datasets/s/store-115x77"
     a, b = tmp_path / "a" / store, tmp_path / "b" / store
+    # Each run is killed after it commits a shard (a sidecar; 15 in all); the index comes last.
+    killed_at(kit("prepare", str(synthetic_dir), "--workdir", str(tmp_path / "b"), *common),
+              lambda _: count(b, "shard-*.json"),
+              unfinished=lambda: not (b / "index.csv").exists(), seed=1)
     index_a, index_b = (pd.read_csv(f / "index.csv", dtype=str) for f in (a, b))
     assert list(index_a["id"]) == list(index_b["id"])
     assert list(index_a["checksum"]) == list(index_b["checksum"])
@@ -62,9 +78,13 @@ def test_training_survives_kill_9(workdir):
     common = ["--workdir", str(workdir), "--epochs", "4", "--batch-size", "16", "--resume"]
     subprocess.run(kit("train", "--name", "whole", *common), check=True, capture_output=True,
                    env=ONE_THREAD)
-    killed_repeatedly(kit("train", "--name", "killed", *common), seed=2, earliest=2.0,
-                      latest=8.0)
     runs = Path(workdir) / "runs"
+    log = runs / "killed" / "log.csv"
+    epochs_done = lambda: len(log.read_text().splitlines()) - 1 if log.exists() else 0
+    # Each run is killed after it finishes an epoch (last.pt, then log.csv; 4 epochs in all);
+    # the summary comes last.
+    killed_at(kit("train", "--name", "killed", *common), lambda _: epochs_done(),
+              unfinished=lambda: not (runs / "killed" / "summary.json").exists(), seed=2)
     whole = torch.load(runs / "whole" / "best.pt", weights_only=False)
     killed = torch.load(runs / "killed" / "best.pt", weights_only=False)
     assert whole["epoch"] == killed["epoch"] and whole["thresholds"] == killed["thresholds"]
@@ -84,8 +104,12 @@ def test_leaderboard_writing_survives_kill_9(competition, tmp_path):
                "--bootstrap", "50"]
     subprocess.run([*command, "--out", str(tmp_path / "a")], check=True, capture_output=True,
                    env=ONE_THREAD)
-    killed_repeatedly([*command, "--out", str(tmp_path / "b")], seed=3, earliest=1.0,
-                      latest=3.5)
+    out = tmp_path / "b"
+    # Each run is killed once its first temporary file appears (names carry the writer's pid);
+    # leaderboard.html comes last.
+    killed_at([*command, "--out", str(out)],
+              lambda process: count(out, f".*-{process.pid}.*.tmp"),
+              unfinished=lambda: not (out / "leaderboard.html").exists(), seed=3)
     assert digest(tmp_path / "a", "*.md") == digest(tmp_path / "b", "*.md")
     assert digest(tmp_path / "a", "*.json") == digest(tmp_path / "b", "*.json")
     assert not list((tmp_path / "b").glob(".*.tmp"))
@@ -98,8 +122,12 @@ def test_embedding_survives_kill_9(workdir, competition):
               "--scheduler", "inline"]
     store = competition.store()
     cache = store.dir / "embeddings" / "efficientnet_lite0-bottom-fp32"
-    killed_repeatedly(kit("train", "--name", "embed-killed", *common), seed=4, earliest=4.0,
-                      latest=9.0)
+    shutil.rmtree(cache, ignore_errors=True)
+    shards = len(store.index["shard"].unique())
+    # Each run is killed after it embeds a shard (4 in all); the head trains after the last.
+    killed_at(kit("train", "--name", "embed-killed", *common),
+              lambda _: count(cache, "emb-*.json"),
+              unfinished=lambda: count(cache, "emb-*.json") < shards, seed=4, kills=2)
     killed = embed_store(store, "efficientnet_lite0", ("bottom",), "fp32", scheduler="inline")
     interrupted = killed.features(np.arange(len(store)))
     for path in cache.glob("emb-*"):
