@@ -47,10 +47,10 @@ def outside(path: Path) -> bool:
 def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
                       metric: str = "f1_macro", threshold: float = 0.5,
                       resamples: int = DEFAULT_RESAMPLES, reveal_private: bool = False,
-                      title: str = "Leaderboard", extra_figures: dict[str, Path] | None = None
-                      ) -> dict:
+                      title: str = "Leaderboard", extra_figures: dict[str, Path] | None = None,
+                      verdict: list[str] | None = None) -> dict:
     """Score, rank and write ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json``
-    (figures beside them); ``extra_figures`` are appended to the report."""
+    (figures beside them); ``verdict`` sentences open the report, ``extra_figures`` end it."""
     from kit.errors import KitError
     out = Path(out)
     if metric not in COLUMNS + ["f1_weighted", "error_rate", "roc_auc_macro"]:
@@ -91,6 +91,7 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     figures = {**_figures(entries, key, out), **(extra_figures or {})}
     board = {"title": title, "competition": key.competition.name, "metric": metric,
+             "verdict": list(verdict or []),
              "ranked_by": part, "private_shown": show_private,
              "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
              "figures": {k: os.path.relpath(v, out) for k, v in figures.items()}}
@@ -100,7 +101,8 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
     console.print(table(f"{title} of {key.competition.name} by {part} {metric}",
                         ["rank", "submission", *COLUMNS],
                         ([e["rank"], e["name"] + (" (tied with #1)" if e["tied"] else ""),
-                          *(e[part].get(c) for c in COLUMNS)] for e in board["entries"])))
+                          *(e[part].get(c) for c in COLUMNS)] for e in board["entries"]),
+                        whole="submission"))
     for bad in invalid:
         console.print(f"[red]invalid[/] {escape_markup(bad['name'])}: "
                       f"{escape_markup(bad['problems'][0])}", soft_wrap=True)
@@ -174,8 +176,11 @@ def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
         """Any string from a file or a name, inert in Markdown (no HTML, link or table cell)."""
         return str(text).translate(MARKDOWN_SPECIAL)
     part = board["ranked_by"]
-    lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", "",
-             f"Ranked by the **{part}** part's `{board['metric']}`"
+    lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", ""]
+    if board["verdict"]:
+        lines += ["## Verdict", ""] + [f"- {cell(sentence)}" for sentence in board["verdict"]]
+        lines += ["", "## Ranking", ""]
+    lines += [f"Ranked by the **{part}** part's `{board['metric']}`"
              + (" (the competition is closed: the final standing)" if part == "private" else "")
              + "; scored on the natural test distribution. *tied*: not distinguishable from "
                "the first (paired bootstrap, 95%).", "",
@@ -229,7 +234,10 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
             "td:nth-child(2){text-align:left}img{max-width:100%}</style></head><body>"
             f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
-            f"<p>Ranked by the <b>{part}</b> part's <code>{escape(board['metric'])}</code>"
+            + ("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in
+                                                board["verdict"]) + "</ul><h2>Ranking</h2>"
+               if board["verdict"] else "")
+            + f"<p>Ranked by the <b>{part}</b> part's <code>{escape(board['metric'])}</code>"
             + (" (the competition is closed: the final standing)" if part == "private" else "")
             + ", scored on the natural test distribution; <em>tied</em>: not distinguishable "
               f"from the first (paired bootstrap, 95%).</p><table><tr>{head}</tr>{rows}</table>"

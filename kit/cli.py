@@ -108,7 +108,7 @@ def cmd_compare(args) -> dict:
     config = train_config(args)
     from kit.compare import compare
     return compare(config, Workdir(args.workdir), args.strategies, args.competition,
-                   args.submissions, args.prefix, args.bootstrap, args.scheduler)
+                   args.submissions, args.prefix, args.bootstrap, args.scheduler, args.seeds)
 
 
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--submissions", default="submissions")
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
     sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000, help="bootstrap resamples")
+    sub.add_argument("--seeds", type=whole(1, 50), default=None,
+                     help="seeds per strategy (default: 3 when a run takes under a minute, else 1)")
     add_train_arguments(sub)
     add_scheduler_argument(sub)
 

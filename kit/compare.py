@@ -1,18 +1,25 @@
 """`kit compare`: the report's question in one command.
 
-One model per balancing strategy under the same split, seed and budget; each scored twice on the
-natural test distribution (decisions at 0.5, and at per-genre thresholds tuned on valid); one
-comparison report (Markdown, HTML, PNG) with the balancing audit of every strategy.
+One model per balancing strategy (and `none`, the yardstick) under the same split and budget,
+for one or more seeds; each scored twice on the natural test distribution (decisions at 0.5,
+and at per-genre thresholds tuned on valid); one report (Markdown, HTML, PNG) that opens with a
+verdict generated from the study (`kit/study.py`) and ends with every strategy's audit.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+from rich.markup import escape
 
 from kit import balancing
 from kit.competition import Competition
-from kit.console import console
+from kit.console import console, table
 from kit.errors import KitError
+from kit.files import write_json
 from kit.predict import predict
+from kit.study import (BASELINE, fit_gap, gap_figure, paired_against_baseline, part_f1,
+                       row_name, summarise, verdict)
 from kit.train.config import TrainConfig
 from kit.train.data import balance_for
 from kit.train.run import train
@@ -30,9 +37,10 @@ STRATEGIES = {
 
 def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = None,
             competition: str | None = None, submissions: str = "submissions",
-            prefix: str = "compare", resamples: int = 1000, scheduler: str = "auto"
-            ) -> dict | None:
-    """Train, predict and score every strategy; write the comparison report (None on torchrun
+            prefix: str = "compare", resamples: int = 1000, scheduler: str = "auto",
+            seeds: int | None = None) -> dict | None:
+    """Train, predict and score every strategy with ``seeds`` seeds (None: 3 when a run takes
+    under a minute, else 1); write the comparison report with its verdict (None on torchrun
     ranks other than 0, which train along)."""
     from eval.answers import load_answers, valid_key
     from eval.leaderboard import build_leaderboard
@@ -42,33 +50,46 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     if unknown:
         raise KitError(f"unknown strategies {', '.join(unknown)}; choose from "
                        f"{', '.join(STRATEGIES)}")
+    if BASELINE not in chosen:
+        chosen = [BASELINE, *chosen]            # every strategy is judged against doing nothing
     chosen_competition = Competition.find(workdir, competition)
-    out = workdir.root / "compare" / chosen_competition.name
+    name = chosen_competition.name
+    out = workdir.root / "compare" / name
     # A participant's work folder holds no answer key: compare on the valid part, and say so.
     part = "test" if chosen_competition.answers.exists() else "valid"
-    genres = chosen_competition.genres()
     parts = chosen_competition.labelled_parts()
     train_labels, valid_labels = parts["train"].labels, parts["valid"].labels
     if base.min_count is None and base.target_size is None:
         base = base.updated({"target_size": len(train_labels) // 2})
-    paths, audits, runs = [], {}, {}
-    for strategy in chosen:
-        config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True})
-        run = f"{prefix}-{strategy}-{chosen_competition.name}"
-        console.rule(f"strategy {strategy}")
-        runs[strategy] = train(config, workdir, run, chosen_competition.name, resume=True,
-                               scheduler=scheduler)
-        if runs[strategy] is None:  # torchrun ranks other than 0 train along, rank 0 reports
-            continue
-        for variant, raw in (("tuned", False), ("at-0.5", True)):
-            paths.append(Path(predict(workdir, run, submissions, f"{prefix}-{strategy}-{variant}",
-                                      raw=raw, part=part)["submission"]))
-        plan = balance_for(config, train_labels, valid_labels, genres, config.seed)
-        report = balancing.audit(config.balance if strategy != "asymmetric-loss" else strategy,
-                                 train_labels, genres, plan, out / "audits", config.seed)
-        audits[f"audit {strategy}: films per genre"] = Path(report["figures"][0])
-        audits[f"audit {strategy}: genres per film"] = Path(report["figures"][1])
-    if not paths:
+    paths: dict[int, dict[str, Path]] = {}
+    audits, gaps, seconds = {}, {}, []
+    seed = 0
+    while seed < (seeds or 1):
+        paths[seed] = {}
+        for strategy in chosen:
+            config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True,
+                                   "seed": base.seed + seed})
+            run = f"{prefix}-{strategy}-{name}" + (f"-seed{seed}" if seed else "")
+            console.rule(f"strategy {strategy}, seed {config.seed}")
+            started = time.perf_counter()
+            if train(config, workdir, run, name, resume=True, scheduler=scheduler) is None:
+                continue        # torchrun ranks other than 0 train along, rank 0 reports
+            seconds.append(time.perf_counter() - started)
+            folder = Path(submissions) / prefix / (f"seed{seed}" if seed else "")
+            for rule, raw in (("tuned", False), ("0.5", True)):
+                paths[seed][row_name(strategy, rule)] = Path(predict(
+                    workdir, run, folder, row_name(strategy, rule), raw=raw,
+                    part=part)["submission"])
+            if seed == 0:
+                gaps[strategy] = fit_gap(workdir, run, chosen_competition, scheduler)
+                audits.update(_audit(config, strategy, train_labels, valid_labels,
+                                     chosen_competition.genres(), out))
+        if seeds is None and seed == 0 and seconds:
+            seeds = 3 if max(seconds) < 60 else 1
+            console.print(f"{seeds} seed{'s' * (seeds > 1)} (runs took up to "
+                          f"{max(seconds):.0f} s; --seeds K to choose)")
+        seed += 1
+    if not paths[0]:
         return None
     if part == "test":
         key = load_answers(chosen_competition.answers)
@@ -78,15 +99,48 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
                  "thresholds were fit on these films, so tuned scores are optimistic)")
         console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
-    board = build_leaderboard(paths, key, out, resamples=resamples, title=title,
-                              extra_figures=audits)
+    scores = {row: [part_f1(key, paths[s][row]) for s in paths] for row in paths[0]}
+    study = summarise(scores, paired_against_baseline(key, paths[0], resamples), gaps,
+                      {s: scores[row_name(s, "0.5")][0] for s in gaps})
+    scored_on = "public test part" if part == "test" else "valid part"
+    sentences = verdict(study, scored_on)
+    figures = {**audits, "train, valid and test F1": gap_figure(gaps, out / "fit_gap.png")}
+    board = build_leaderboard(list(paths[0].values()), key, out, resamples=resamples,
+                              title=title, extra_figures=figures, verdict=sentences)
+    write_json(out / "study.json", study)
+    print_study(study)
+    for sentence in sentences:
+        console.print(f"- {escape(sentence)}", soft_wrap=False)
     rows = [e for e in board["entries"] if not e["reference"]]
-    return {"competition": chosen_competition.name, "strategies": chosen, "scored_on": part,
-            "report": str(out / "leaderboard.md"),
-            "html": str(out / "leaderboard.html"),
-            "best": rows[0]["name"] if rows else None,
-            "results": {e["name"]: {"f1_micro": e["public"]["f1_micro"],
-                                    "f1_macro": e["public"]["f1_macro"],
-                                    "f1_micro_interval": e["public"]["f1_micro_interval"],
-                                    "f1_macro_interval": e["public"]["f1_macro_interval"]}
-                        for e in board["entries"]}}
+    return {"competition": name, "strategies": chosen, "scored_on": part, "seeds": len(paths),
+            "report": str(out / "leaderboard.md"), "html": str(out / "leaderboard.html"),
+            "study": str(out / "study.json"), "best": rows[0]["name"] if rows else None,
+            "verdict": sentences}
+
+
+def _audit(config: TrainConfig, strategy: str, train_labels, valid_labels, genres: list[str],
+           out: Path) -> dict[str, Path]:
+    plan = balance_for(config, train_labels, valid_labels, genres, config.seed)
+    report = balancing.audit(config.balance if strategy != "asymmetric-loss" else strategy,
+                             train_labels, genres, plan, out / "audits", config.seed)
+    return {f"audit {strategy}: films per genre": Path(report["figures"][0]),
+            f"audit {strategy}: genres per film": Path(report["figures"][1])}
+
+
+def print_study(study: dict) -> None:
+    """The study's rows at 80 columns: F1 over seeds and the difference against `none`."""
+    def described(row: dict, metric: str) -> list[str]:
+        mean, spread = row[metric]["mean"], row[metric]["spread"]
+        against = row[metric].get("against_none")
+        return [f"{mean:.3f}" + (f" ±{spread:.3f}" if spread is not None else ""),
+                "-" if against is None else f"{against['difference']:+.3f} "
+                f"[{against['interval'][0]:+.3f}, {against['interval'][1]:+.3f}]"]
+    console.print(table("F1 over seeds (mean ±sd) and against none with the same rule [95%]",
+                        ["row", "macro", "macro vs none", "micro", "micro vs none"],
+                        ([name, *described(row, "macro"), *described(row, "micro")]
+                         for name, row in study["rows"].items())))
+    console.print(table("overfitting: F1 at 0.5 (macro) on each strategy's own films",
+                        ["strategy", "train films", "repeated", "train", "valid", "test"],
+                        ([s, g["train_films"], g["repeated_copies"], g["train"]["macro"],
+                          g["valid"]["macro"], g["test"]["macro"]]
+                         for s, g in study["fit_gap"].items())))

@@ -58,20 +58,44 @@ def read_chunks(path, description: str, **read_csv_options):
             yield chunk
 
 
-def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
+def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]],
+          whole: str | None = None, width: int | None = None) -> Table:
     """A rich table with the given header and rows (values formatted with ``format_value``).
 
     Every cell is data, never markup: a genre named ``[/x] action`` or a file named
-    ``:smile:.csv`` is shown as written."""
-    out = Table(title=Text(str(title)), title_justify="left")
-    for column in columns:
-        out.add_column(Text(str(column)), justify="left" if column in columns[:1] else "right")
-    for row in rows:
-        out.add_row(*(Text(format_value(value)) for value in row))
+    ``:smile:.csv`` is shown as written. The column ``whole`` (default: the first), the one that
+    says what each row is, keeps its cells whole (up to 40 characters) in a terminal of
+    ``width`` columns (default: this one's); of the other columns, the first is always shown
+    (folded if need be) and those that do not fit are left out, the last first, and named in
+    the caption."""
+    cells = [[format_value(value) for value in row] for row in rows]
+    key = columns.index(whole) if whole is not None else 0
+    sizes = [max([len(str(column))] + [len(row[i]) for row in cells]) for i, column in
+             enumerate(columns)]
+    sizes[key] = min(sizes[key], 40)
+    room = (width or console.width) - 1
+    shown = []
+    for index in sorted(range(len(columns)), key=lambda i: (i != key, i > key, i)):
+        if room - (sizes[index] + 3) >= 0 or index == key or len(shown) == 1:
+            shown.append(index)                     # the key and one more, folded if need be
+            room -= sizes[index] + 3
+    shown.sort()
+    left_out = [str(columns[i]) for i in range(len(columns)) if i not in shown]
+    out = Table(title=Text(str(title)), title_justify="left",
+                caption=Text(f"left out at this width: {', '.join(left_out)}")
+                if left_out else None, caption_justify="left")
+    for index in shown:
+        out.add_column(Text(str(columns[index])), justify="left" if index in (0, key)
+                       else "right", no_wrap=index == key, overflow="fold",
+                       min_width=sizes[index] if index == key else None)
+    for row in cells:
+        out.add_row(*(Text(row[i]) for i in shown))
     return out
 
 
 def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)

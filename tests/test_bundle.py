@@ -156,10 +156,11 @@ def test_compare_in_a_joined_work_folder_scores_the_valid_part(bundle, capsys, t
     participant = tmp_path / "participant"
     assert run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))[0] == 0
     result = compare(TrainConfig(model="lenet", epochs=1, batch_size=32), Workdir(participant),
-                     ["none", "class-weight"], submissions=str(tmp_path / "subs"), resamples=20)
+                     ["none", "class-weight"], submissions=str(tmp_path / "subs"), resamples=20,
+                     seeds=1)
     assert result["scored_on"] == "valid"
     report = open(result["report"]).read()
     assert "compared on the valid part" in report and "optimistic" in report
     valid = Competition.find(Workdir(participant)).train_table().query("part == 'valid'")
-    written = pd.read_csv(tmp_path / "subs" / "compare-none-tuned.csv", dtype={"id": str})
+    written = pd.read_csv(tmp_path / "subs" / "compare" / "none@tuned.csv", dtype={"id": str})
     assert sorted(written["id"]) == sorted(valid["id"])

@@ -1,18 +1,37 @@
+import json
+
 from kit.compare import compare
 from kit.train.config import TrainConfig
 from kit.workdir import Workdir
 
 
-def test_compare_trains_scores_and_reports_every_strategy(workdir, tmp_path):
+def test_compare_answers_the_question_with_seeds_pairs_and_the_fit_gap(workdir, tmp_path,
+                                                                         capsys):
     base = TrainConfig(model="lenet", epochs=1, batch_size=16)
-    result = compare(base, Workdir(workdir), ["none", "min-per-genre", "asymmetric-loss"],
-                     submissions=str(tmp_path), resamples=20)
-    names = sorted(p.name for p in tmp_path.glob("*.csv"))
-    assert names == sorted(f"compare-{s}-{v}.csv" for s in ("none", "min-per-genre",
-                                                            "asymmetric-loss")
-                           for v in ("tuned", "at-0.5"))
+    result = compare(base, Workdir(workdir), ["min-per-genre", "sampler"],
+                     submissions=str(tmp_path), resamples=20, seeds=2)
+    rows = [f"{s}@{r}" for s in ("none", "min-per-genre", "sampler") for r in ("tuned", "0.5")]
+    assert sorted(p.name for p in (tmp_path / "compare").glob("*.csv")) == sorted(
+        f"{row}.csv" for row in rows)                       # none joins as the yardstick
+    assert len(list((tmp_path / "compare" / "seed1").glob("*.csv"))) == 6
+    study = json.loads(open(result["study"]).read())
+    assert set(study["rows"]) == set(rows) and result["seeds"] == 2
+    paired = study["rows"]["min-per-genre@0.5"]["macro"]["against_none"]
+    low, high = paired["interval"]
+    assert low <= paired["difference"] <= high and paired["verdict"] in (
+        "better", "worse", "not distinguishable")
+    assert study["rows"]["sampler@tuned"]["micro"]["spread"] is not None
+    gap = study["fit_gap"]["sampler"]
+    assert gap["repeated_copies"] > 0 and study["fit_gap"]["none"]["repeated_copies"] == 0
+    assert all(0 <= gap[part]["macro"] <= 1 for part in ("train", "valid", "test"))
+    assert study["fit_gap"]["min-per-genre"]["train_films"] < study["fit_gap"]["none"][
+        "train_films"]
     report = open(result["report"]).read()
-    assert "compare-min-per-genre-tuned.csv" in report and "audit min-per-genre" in report
+    assert report.index("## Verdict") < report.index("## Ranking")
+    assert "Best macro F1 on the public test part" in report and "the overfitting gap" in report
+    assert "min-per-genre@tuned.csv" in report and "audit min-per-genre" in report
     page = open(result["html"]).read()
-    assert page.count("data:image/png;base64,") == 3 + 2 * 3
-    assert set(result["results"]) >= {"compare-none-at-0.5.csv", "(reference) prior"}
+    assert page.count("data:image/png;base64,") == 3 + 1 + 2 * 3 and "<h2>Verdict</h2>" in page
+    # The terminal (80 columns when not a terminal) shows every row name whole.
+    err = capsys.readouterr().err
+    assert all(f"{row}.csv" in err and row in err for row in rows)

@@ -2,6 +2,7 @@
 value ends in a result or one clear message (exit code 0 or 2), never a traceback."""
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -118,3 +119,25 @@ def test_genre_names_that_look_like_markup_or_math_are_data(tmp_path, capsys):
     code, split, err = run_cli(capsys, "split", *work, "--min-support", "5")
     assert code == 0, err
     assert split["genres"] == 4 and "[/x] action" in err
+
+
+@pytest.mark.parametrize("columns, whole", [
+    (["rank", "submission", "f1_macro", "f1_micro", "f1_samples", "accuracy", "subset_accuracy",
+      "ap_macro"], "submission"),                        # the leaderboard's table
+    (["epoch", "train_loss", "valid_loss", "valid_f1_micro", "valid_f1_macro", "seconds",
+      "images_per_second"], None),                       # a run's history
+    (["item", "value"], None)])                          # every command's summary
+def test_every_table_keeps_its_row_names_whole_at_80_columns(columns, whole):
+    from rich.console import Console
+    from kit.console import table
+    names = ["class-weight@tuned.csv (tied with #1)", "asymmetric-loss@0.5.csv", "7"]
+    key = columns.index(whole) if whole else 0
+    rows = [[name if j == key else 0.123456 * (i + j) for j in range(len(columns))]
+            for i, name in enumerate(names)]
+    rows[1][-1] = "a long value " * 20
+    screen = Console(width=80, record=True, file=open(os.devnull, "w"))
+    screen.print(table("a title", columns, rows, whole=whole, width=80))
+    text = screen.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert all(name in text for name in names)
+    assert columns[1 if key == 0 else 0] in text            # the next column is never dropped
