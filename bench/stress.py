@@ -2,7 +2,8 @@
 
 - a 2 GB submission scored against a 100,000-film answer key;
 - a genres.csv with 10,000,000 rows ingested;
-- a poster folder of 100,000 files preprocessed.
+- a poster folder of 100,000 files preprocessed;
+- eight pathological 30 MB submissions (tests/shapes.py), each answered in seconds.
 Each runs in its own process; the peak memory (max RSS) of each is printed and written to
 bench/stress.json. All must finish without a crash, with memory bounded by the chunk and shard
 sizes rather than by the input.
@@ -21,7 +22,11 @@ import pandas as pd
 
 from run import ROOT, make_answer_key, run_measured   # bench/run.py, beside this file
 
+sys.path.insert(0, str(ROOT))       # tests.shapes: the shapes the test suite uses, at full size
+from kit.files import read_table
+from kit.labels import genre_list
 from kit.synth import GENRES
+from tests.shapes import pathological_submissions
 
 
 def run(command: list[str]) -> dict:
@@ -116,9 +121,20 @@ def main() -> None:
         [sys.executable, "-m", "kit", "prepare", str(folder), "--workdir", str(work / "kit"),
          "--size", "115x77"])}
     print(f"  {results['posters']}")
+    print("pathological 30 MB submissions")
+    key = work / "shapes"
+    make_answer_key(str(key), 1000)
+    answers = key / "private" / "answers.csv"
+    paths = pathological_submissions(key / "files", genre_list(key / "public" / "genres.txt"),
+                                     read_table(answers)["id"][0], 30_000_000)
+    for path in paths:
+        results[f"shape {path.stem}"] = {"bytes": path.stat().st_size, **run(
+            [sys.executable, "-m", "eval", "score", str(path), "--answers", str(answers)])}
+        print(f"  {path.stem}: {results[f'shape {path.stem}']}")
     (ROOT / "bench" / "stress.json").write_text(json.dumps(results, indent=2) + "\n")
     failed = [name for name, r in results.items()
-              if r["exit_code"] not in ((0, 2) if name == "submission" else (0,))]
+              if r["exit_code"] not in ((0, 2) if name == "submission" or name.startswith("shape")
+                                        else (0,))]
     if failed:
         raise SystemExit(f"stress cases failed: {', '.join(failed)}")
 
