@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -38,6 +39,13 @@ def atomic_path(path: str | os.PathLike, private: bool = False) -> Iterator[Path
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _remove_abandoned(path)
+    except OSError as error:
+        if error.errno is not None:
+            raise
+        # numpy reports a short write ("N requested and M written") without an errno: the
+        # file system took less than it was given, which is a full disk.
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})", str(path)) \
+            from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -141,3 +141,22 @@ def test_every_table_keeps_its_row_names_whole_at_80_columns(columns, whole):
     assert all(len(line) <= 80 for line in text.splitlines())
     assert all(name in text for name in names)
     assert columns[1 if key == 0 else 0] in text            # the next column is never dropped
+
+
+@pytest.mark.parametrize("mount, message", [
+    ("mount -t tmpfs -o size=200k tmpfs {dir}", "No space left on device"),
+    ("mount --bind {dir} {dir} && mount -o remount,ro,bind {dir}", "Read-only file system")])
+def test_a_full_or_read_only_work_folder_is_one_clear_message(synthetic_dir, tmp_path, mount,
+                                                              message):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    setup = mount.format(dir=folder)
+    if subprocess.run(["unshare", "-m", "sh", "-c", setup], capture_output=True).returncode:
+        pytest.skip("cannot mount in a private namespace here (needs root)")
+    done = subprocess.run(["unshare", "-m", "sh", "-c",
+                           f"{setup} && exec {sys.executable} -m kit prepare {synthetic_dir} "
+                           f"--workdir {folder} --size 115x77"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: cannot use ")
+    assert message in done.stderr

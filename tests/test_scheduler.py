@@ -78,3 +78,28 @@ def test_bad_scheduler_is_a_clear_error(tmp_path):
                               "--workdir", str(tmp_path)], capture_output=True, text=True)
         assert cli.returncode == 2 and "unknown --scheduler 'yarn'" in cli.stderr, command
         assert "Traceback" not in cli.stderr
+
+
+@pytest.mark.parametrize("scheduler", ["auto", "local"])
+def test_ctrl_c_is_one_clean_message_and_the_next_run_resumes(synthetic_dir, tmp_path,
+                                                               scheduler):
+    import time
+    store = tmp_path / "datasets" / "s" / "store-115x77"
+    command = [sys.executable, "-m", "kit", "prepare", str(synthetic_dir), "--workdir",
+               str(tmp_path), "--name", "s", "--size", "115x77", "--shard-size", "8",
+               "--scheduler", scheduler]
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches every process.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(store.glob("shard-*.json"))) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == ["interrupted; finished work is kept, re-run to resume"]
+    assert not (store / "index.csv").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(Store(store)) == 240

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import shutil
@@ -228,15 +229,22 @@ def test_command_line_starts_without_importing_torch():
     assert loaded == "[]"
 
 
-def test_train_and_predict_never_open_the_private_folder(workdir, competition, tmp_path):
-    private = competition.folder / "private"
-    hidden = tmp_path / "private-away"
+@contextlib.contextmanager
+def private_moved_away(competition, tmp_path):
+    """The competition's private/ folder elsewhere for the block: what runs in it never needs
+    the answer key (the frozen-embedding and cross-fitted tests run inside it too)."""
+    private, hidden = competition.folder / "private", tmp_path / "private-away"
     shutil.move(private, hidden)
     try:
-        train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "no-peeking")
-        result = predict(Workdir(workdir), "no-peeking", tmp_path / "subs")
+        yield
     finally:
         shutil.move(hidden, private)
+
+
+def test_train_and_predict_never_open_the_private_folder(workdir, competition, tmp_path):
+    with private_moved_away(competition, tmp_path):
+        train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "no-peeking")
+        result = predict(Workdir(workdir), "no-peeking", tmp_path / "subs")
     frame = pd.read_csv(result["submission"], dtype={"id": str})
     assert sorted(frame["id"]) == sorted(competition.test_ids())
     assert list(frame.columns[1:]) == competition.genres()
@@ -270,12 +278,14 @@ def test_epoch_sampler_splits_one_seeded_order_between_processes():
     assert set(weighted) == {999}
 
 
-def test_frozen_backbone_head_and_resumable_embedding_cache(workdir):
+def test_frozen_backbone_head_and_resumable_embedding_cache(workdir, competition, tmp_path):
     from kit.embeddings import embed_store
     from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("full", "top"),
                          epochs=2, batch_size=32, lr=0.01)
-    summary = train(config, Workdir(workdir), "frozen")
+    with private_moved_away(competition, tmp_path):       # embedding included
+        summary = train(config, Workdir(workdir), "frozen")
+        predict(Workdir(workdir), "frozen", tmp_path / "subs")
     assert summary["epochs_run"] == 2
     store = Competition.find(Workdir(workdir)).store()
     cache = embed_store(store, "efficientnet_lite0", ("full", "top"))
@@ -332,13 +342,16 @@ def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, comma
         assert len(list(tmp_path.glob("ddp-compare-*.csv"))) == 4   # 2 strategies, 2 variants
 
 
-def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, tmp_path):
+def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, competition,
+                                                                         tmp_path):
     from kit.embeddings import embed_store
     from kit.models.ensemble import Ensemble
     from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=3, batch_size=32,
                          lr=0.01, folds=3)
-    summary = train(config, Workdir(workdir), "xfit")
+    with private_moved_away(competition, tmp_path):
+        summary = train(config, Workdir(workdir), "xfit")
+        predict(Workdir(workdir), "xfit", tmp_path / "away")
     competition = Competition.find(Workdir(workdir))
     assert summary["folds"] == 3 and summary["out_of_fold_films"] == len(
         competition.train_table())
