@@ -55,7 +55,7 @@ def find_answers(workdir: Workdir, competition: str | None = None,
             raise KitError(f"answer key {path} does not exist")
         return path
     from kit.competition import Competition
-    return Competition.find(workdir, competition).folder / "private" / "answers.csv"
+    return Competition.find(workdir, competition).answers
 
 
 def valid_key(competition) -> AnswerKey:

@@ -142,7 +142,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
         raise SubmissionError([f"the file is not valid CSV: {error}"]) from None
     except UnicodeDecodeError as error:
         raise SubmissionError([f"the file is not UTF-8 text: {error.reason}"]) from None
-    return reader.finish()
+    return reader.submission()
 
 
 class _Reader:
@@ -233,7 +233,8 @@ class _Reader:
             self.unknown_genres[name] = self.unknown_genres.get(name, 0) + count
         return matrix.astype(np.float64)
 
-    def finish(self) -> Submission:
+    def submission(self) -> Submission:
+        """The validated submission, or a SubmissionError listing every problem found."""
         problems = []
         if self.rows == 0:
             problems.append("the file has a header but no rows")

@@ -71,7 +71,7 @@ def read_checkpoint(path: str | Path) -> dict:
     return data
 
 
-def load_weights(network: nn.Module, weights: dict) -> dict:
+def load_backbone_weights(network: nn.Module, weights: dict) -> dict:
     """Load ImageNet-style ``weights`` into ``network``, leaving a resized classifier as it is.
 
     Keys are matched by name, or else by order; returns the report of what was loaded.
@@ -120,7 +120,7 @@ def timm_network(name: str, num_classes: int, pretrained: str | None = None, hub
     except RuntimeError as error:
         raise KitError(f"timm has no model {name!r}: {error}") from None
     if pretrained:
-        load_weights(network, read_checkpoint(pretrained))
+        load_backbone_weights(network, read_checkpoint(pretrained))
     elif hub:
         why = hub_unreachable()
         if why is None:
@@ -156,7 +156,7 @@ def timm_classifier(name: str, num_classes: int, pretrained: str | None = None,
 def lite_network(preset: str, num_classes: int, dropout: float | None = None) -> nn.Module:
     """A tf_efficientnet_lite network carrying the preset's ImageNet weights."""
     network = timm_network(LITE_PRESETS[preset][2], num_classes, dropout=dropout)
-    load_weights(network, lite_weights(preset))
+    load_backbone_weights(network, lite_weights(preset))
     return network
 
 
