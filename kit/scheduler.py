@@ -11,6 +11,7 @@ retries its shard elsewhere and the result is the same bytes as a single-process
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -94,7 +95,7 @@ def run_jobs(function: Callable, jobs: list, scheduler: str = "auto",
 def _in_process_pool(task: Callable, jobs: list, processes: int) -> Iterator:
     """Yield results from a process pool whose workers leave Ctrl-C to the parent, which stops
     handing out jobs; a dead worker (killed, out of memory) is one clear message."""
-    pool = ProcessPoolExecutor(processes, initializer=signal.signal,
+    pool = ProcessPoolExecutor(processes, mp_context=_fork_server(), initializer=signal.signal,
                                initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
         futures = [pool.submit(task, job) for job in jobs]
@@ -108,8 +109,17 @@ def _in_process_pool(task: Callable, jobs: list, processes: int) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _fork_server():
+    """Workers forked from a fresh server process, never from this one: a process that has run
+    OpenMP (torch) or holds other threads' locks can hang its forked children (it did, in a
+    test run). The server imports the store's decoder once, so forking stays cheap."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kit.store"])
+    return context
+
+
 def _in_kept_memory(function: Callable, job):
     """Run one job in a process whose allocator keeps freed memory, whatever started it
-    (Dask's workers set MALLOC_TRIM_THRESHOLD_, which made decoding 1.45x slower)."""
+    (Dask's workers set MALLOC_TRIM_THRESHOLD_, which made decoding slower)."""
     keep_freed_memory()
     return function(job)

@@ -10,15 +10,32 @@ from eval.metrics import bootstrap_f1, f1_micro_macro, score
 from eval.scoring import score_submission
 
 
-def test_metrics_agree_with_scikit_learn_on_random_data():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_agree_with_scikit_learn_on_random_data(seed):
+    from sklearn.metrics import (accuracy_score, average_precision_score,
+                                 precision_recall_fscore_support, roc_auc_score)
+    rng = np.random.default_rng(seed)
     truth = (rng.random((300, 7)) < 0.3).astype(np.uint8)
-    predicted = (rng.random((300, 7)) < 0.3).astype(np.uint8)
-    result = score(truth, predicted, [str(j) for j in range(7)])
+    truth[:, 6] = 0                                  # a genre absent from the truth
+    truth[:5] = 0                                    # films without any genre
+    scores = rng.random((300, 7)).round(1 + seed)    # tied scores
+    predicted = (scores >= 0.6).astype(np.uint8)
+    predicted[5:9] = 0                               # films without any prediction
+    result = score(truth, predicted, [str(j) for j in range(7)], scores)
     for average in ("micro", "macro", "weighted", "samples"):
-        assert result[f"f1_{average}"] == pytest.approx(
-            f1_score(truth, predicted, average=average, zero_division=0))
+        expected = precision_recall_fscore_support(
+            truth, predicted, average=average, zero_division=0,
+            labels=np.arange(6) if average == "macro" else None)[:3]
+        assert [result[f"{m}_{average}"] for m in ("precision", "recall", "f1")] == \
+            pytest.approx(list(expected)), average
+    per_genre = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    assert [g["f1"] for g in result["per_genre"]] == pytest.approx(list(per_genre[2]))
     assert result["accuracy"] == pytest.approx((truth == predicted).mean())
+    assert result["subset_accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert result["ap_macro"] == pytest.approx(
+        average_precision_score(truth[:, :6], scores[:, :6], average="macro"))
+    assert result["roc_auc_macro"] == pytest.approx(
+        roc_auc_score(truth[:, :6], scores[:, :6], average="macro"))
 
 
 def test_macro_average_skips_genres_absent_from_the_truth():
