@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +23,24 @@ FULL_LETTERBOXD = 900_000
 
 def run_measured(command: list[str], capture: bool = True) -> tuple[str, int, float]:
     """Run ``command`` from the repository root; its stdout (if captured), exit code and peak
-    memory in MB (max RSS of its largest process)."""
-    process = subprocess.Popen(command, cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                               stderr=None if capture else subprocess.DEVNULL)
-    output = process.stdout.read() if capture else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    return output, os.waitstatus_to_exitcode(status), round(usage.ru_maxrss / 1024, 1)
+    memory in MB (max RSS of its largest process). A small launcher starts it: a child forked
+    from a large parent would count the parent's memory as its own peak."""
+    with tempfile.NamedTemporaryFile("w+") as peak:
+        process = subprocess.Popen([sys.executable, "-c", PEAK_MEMORY, peak.name, *command],
+                                   cwd=ROOT, text=True,
+                                   stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                                   stderr=None if capture else subprocess.DEVNULL)
+        output = process.stdout.read() if capture else ""
+        process.wait()
+        exit_code, peak_kb = map(int, peak.read().split())
+    return output, exit_code, round(peak_kb / 1024, 1)
+
+
+# Runs argv[2:], writes its exit code and peak memory (KB, with its children) to argv[1].
+PEAK_MEMORY = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
+               "_, status, usage = os.wait4(p.pid, 0); "
+               "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} "
+               "{usage.ru_maxrss}')")
 
 
 def measure(*argv: str) -> dict:
@@ -325,9 +337,12 @@ def lenet_section(args, work: Path, results: dict) -> None:
 
 
 def embedding_section(args, work: Path, results: dict) -> None:
+    """Per view and backbone, in fp32 and (where the CPU computes it natively) bf16: emulated
+    bf16 is about 10x slower, and the kit never picks it there."""
+    from kit.train.config import native_bf16
     results["embedding"] = {}
     for backbone in ("efficientnet_lite0", "efficientnet_lite2"):
-        for precision in ("bf16", "fp32"):
+        for precision in ("bf16", "fp32") if native_bf16() else ("fp32",):
             rate = measure("embedding", backbone, precision)["images_per_second"]
             results["embedding"][f"{backbone}-{precision}"] = rate
             print(f"embedding {backbone} {precision}: {rate} img/s per view")
@@ -378,7 +393,9 @@ def estimates_section(args, work: Path, results: dict) -> None:
     cluster_rate = max(largest["local"]["posters_per_second"],
                        largest["processes"]["posters_per_second"])
     per_core = cluster_rate / (os.cpu_count() or 1)
-    lite0 = results["embedding"]["efficientnet_lite0-bf16"] / (os.cpu_count() or 1)
+    from kit.train.config import resolve_precision
+    lite0 = results["embedding"][f"efficientnet_lite0-{resolve_precision('auto')}"] / (
+        os.cpu_count() or 1)
     results["estimates_900k"] = {
         "note": "estimates from the measured rates above, not measurements",
         "store_gb": round(store_per_1000 * FULL_LETTERBOXD / 1000 / 1000, 1),

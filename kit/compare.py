@@ -7,6 +7,7 @@ verdict generated from the study (`kit/study.py`) and ends with every strategy's
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -72,9 +73,10 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             run = f"{prefix}-{strategy}-{name}" + (f"-seed{seed}" if seed else "")
             console.rule(f"strategy {strategy}, seed {config.seed}")
             started = time.perf_counter()
-            if train(config, workdir, run, name, resume=True, scheduler=scheduler) is None:
-                continue        # torchrun ranks other than 0 train along, rank 0 reports
+            summary = train(config, workdir, run, name, resume=True, scheduler=scheduler)
             seconds.append(time.perf_counter() - started)
+            if summary is None:
+                continue        # torchrun ranks other than 0 train along, rank 0 reports
             folder = Path(submissions) / prefix / (f"seed{seed}" if seed else "")
             for rule, raw in (("tuned", False), ("0.5", True)):
                 paths[seed][row_name(strategy, rule)] = Path(predict(
@@ -84,8 +86,10 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
                 gaps[strategy] = fit_gap(workdir, run, chosen_competition, scheduler)
                 audits.update(_audit(config, strategy, train_labels, valid_labels,
                                      chosen_competition.genres(), out))
-        if seeds is None and seed == 0 and seconds:
-            seeds = 3 if max(seconds) < 60 else 1
+        if seeds is None:
+            # Every torchrun process must train the same runs: one seed there, unless asked.
+            alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
+            seeds = 3 if alone and max(seconds) < 60 else 1
             console.print(f"{seeds} seed{'s' * (seeds > 1)} (runs took up to "
                           f"{max(seconds):.0f} s; --seeds K to choose)")
         seed += 1

@@ -339,7 +339,8 @@ def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, comma
         trials = Workdir(workdir).root / "searches" / "ddp-search" / "trials.csv"
         assert len(pd.read_csv(trials)) == 2
     if command == "compare":
-        assert len(list(tmp_path.glob("ddp-compare-*.csv"))) == 4   # 2 strategies, 2 variants
+        assert len(list((tmp_path / "ddp-compare").glob("*@*.csv"))) == 4   # 2 strategies x 2
+        assert not (tmp_path / "ddp-compare" / "seed1").exists()      # one seed under torchrun
 
 
 def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, competition,
