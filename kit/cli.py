@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
     sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000, help="bootstrap resamples")
     sub.add_argument("--seeds", type=whole(1, 50), default=None,
-                     help="seeds per strategy (default: 3 when a run takes under a minute, else 1)")
+                     help="seeds per strategy (default: 3 when a typical run takes under a "
+                          "minute, else 1)")
     add_train_arguments(sub)
     add_scheduler_argument(sub)
 

@@ -107,9 +107,8 @@ def summarise(scores: dict[str, list[dict]], paired: dict, gaps: dict[str, dict]
                                                        and abs(difference) < spread)}
                 row[metric]["against_none"] = compared
         rows[name] = row
-    for strategy, gap in gaps.items():
-        gap["test"] = test_f1[strategy]
-    return {"rows": rows, "fit_gap": gaps}
+    fit_gap = {strategy: {**gap, "test": test_f1[strategy]} for strategy, gap in gaps.items()}
+    return {"rows": rows, "fit_gap": fit_gap}
 
 
 def verdict(study: dict, part: str) -> list[str]:
