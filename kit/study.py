@@ -120,14 +120,14 @@ def verdict(study: dict, part: str) -> list[str]:
     for metric in METRICS:
         best = max(rows, key=lambda name: rows[name][metric]["mean"])
         mean = rows[best][metric]["mean"]
-        sentence = f"Best {metric} F1 on the {part}: {best}, {mean:.3f}"
+        sentence = f"Best {metric} F1 on the {part}: {best}, {mean:.3f} (mean over seeds)"
         compared = rows[best][metric].get("against_none")
         if compared is None:
             sentence += " (doing nothing: no strategy beats it)."
         else:
             low, high = compared["interval"]
-            sentence += (f", {compared['difference']:+.3f} against "
-                         f"{row_name(BASELINE, best.split('@')[1])} (95% interval {low:+.3f} to "
+            sentence += (f"; against {row_name(BASELINE, best.split('@')[1])} with the first "
+                         f"seed {compared['difference']:+.3f} (95% paired interval {low:+.3f} to "
                          f"{high:+.3f}): {compared['verdict']}")
             if compared["within_seed_spread"]:
                 sentence += ", and smaller than the spread over seeds"
