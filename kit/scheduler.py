@@ -2,7 +2,7 @@
 
 The default, ``auto``, runs local work in a plain process pool (one process: inline). On the
 measured sizes (1,000 to 20,000 posters, ``make bench`` section ``preprocessing``) the pool is the
-fastest local executor: a LocalCluster pays a start-up of about 1.5 s and never overtakes it. Dask
+fastest local executor: a LocalCluster pays about 2 s more to start and never overtakes it. Dask
 is used when asked for: ``local`` or an existing cluster's ``tcp://`` address.
 
 Shards are the unit of work and of failure. A shard job writes its outputs under temporary names
