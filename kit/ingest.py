@@ -65,17 +65,23 @@ def _id_column(columns) -> str | None:
     return None
 
 
-def _read_head(path: Path, rows: int = 200) -> pd.DataFrame:
+def _read_head(path: Path, rows: int = 200, strict: bool = False) -> pd.DataFrame:
+    """The header and first ``rows`` rows as text. A repeated column name is an error when
+    ``strict`` (reading labels); for detecting a layout, where any CSV of the folder is looked
+    at, repeated names are told apart by their position instead."""
     try:
         head = pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False,
                            encoding="utf-8-sig", header=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise KitError(f"{path} is not a readable CSV file: {error}") from None
     names = [str(name).strip() for name in head.iloc[0]]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated and strict:
         raise KitError(f"{path} repeats the column names {', '.join(map(repr, repeated))}; "
                        "each column needs its own name")
+    if repeated:
+        names = [f"{name} ({position})" if name in repeated else name
+                 for position, name in enumerate(names)]
     return pd.DataFrame(head.iloc[1:].to_numpy(), columns=names)
 
 
@@ -171,7 +177,7 @@ def read_labels(source: Source, chunksize: int = DEFAULT_CHUNKSIZE
     labels: dict[str, set[str]] = defaultdict(set)
     notes: Counter = Counter()
     unsafe: set[str] = set()
-    head = _read_head(source.labels, SCHEMA_ROWS)      # the schema, decided once for the file
+    head = _read_head(source.labels, SCHEMA_ROWS, strict=True)    # the schema, decided once
     id_column = _id_column(head.columns)
     genre_columns = ([c for c in head.columns if c != id_column and _is_binary(head[c])]
                      if source.layout == "wide" else [])

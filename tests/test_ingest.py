@@ -151,3 +151,12 @@ def test_genre_names_no_list_can_hold_are_refused_at_ingest(letterboxd_dir, name
         handle.write(f'tt0086383,"{name}"\n')
     with pytest.raises(KitError, match="rename it in the label file"):
         build_catalogue(find_source(letterboxd_dir))
+
+
+def test_another_csv_with_repeated_names_does_not_stop_detection(tmp_path):
+    (tmp_path / "posters").mkdir()
+    (tmp_path / "a-credits.csv").write_text("id,name,name\n7,A,B\n")     # looked at first
+    pd.DataFrame({"id": ["7"], "genres": ["Drama"]}).to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "posters" / "7.jpg").write_bytes(jpeg_bytes())
+    films, catalogue = catalogue_of(tmp_path)
+    assert catalogue.source.layout == "list" and films == {"7": "Drama"}
