@@ -8,10 +8,10 @@ verdict generated from the study (`kit/study.py`) and ends with every strategy's
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.markup import escape
 
 from kit import balancing
@@ -21,7 +21,7 @@ from kit.errors import KitError
 from kit.files import write_json
 from kit.predict import predict
 from kit.study import (BASELINE, fit_gap, gap_figure, paired_against_baseline, part_f1,
-                       row_name, summarise, verdict)
+                       public_decisions, row_name, summarise, verdict)
 from kit.train.config import TrainConfig
 from kit.train.data import balance_for
 from kit.train.run import train
@@ -91,7 +91,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             # Every torchrun process must train the same runs: one seed there, unless asked.
             # The median run: the first one may include building the embedding cache.
             alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
-            typical = float(np.median(seconds))
+            typical = statistics.median(seconds)
             seeds = 3 if alone and typical < 60 else 1
             console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {typical:.0f} s; "
                           "--seeds K to choose)")
@@ -106,8 +106,9 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
                  "thresholds were fit on these films, so tuned scores are optimistic)")
         console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
-    scores = {row: [part_f1(key, paths[s][row]) for s in paths] for row in paths[0]}
-    study = summarise(scores, paired_against_baseline(key, paths[0], resamples), gaps,
+    predicted = {seed: public_decisions(key, seed_paths) for seed, seed_paths in paths.items()}
+    scores = {row: [part_f1(key, predicted[s][row]) for s in paths] for row in paths[0]}
+    study = summarise(scores, paired_against_baseline(key, predicted[0], resamples), gaps,
                       {s: scores[row_name(s, "0.5")][0] for s in gaps})
     scored_on = "public test part" if part == "test" else "valid part"
     sentences = verdict(study, scored_on)

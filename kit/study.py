@@ -57,20 +57,25 @@ def fit_gap(workdir: Workdir, run: str, competition: Competition, scheduler: str
             "valid": dict(zip(("micro", "macro"), valid_f1))}
 
 
-def part_f1(key: AnswerKey, path: Path) -> dict:
-    """Micro and macro F1 at 0.5 of a submission on the key's public part."""
+def public_decisions(key: AnswerKey, paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Each submission's 0/1 decisions at 0.5 on the key's public part, read once."""
     rows = key.part("Public")
-    predicted = decisions(read_submission(path, key.ids, key.genres).values[rows], 0.5)
-    return dict(zip(("micro", "macro"), f1_micro_macro(key.labels[rows], predicted)))
+    return {name: decisions(read_submission(path, key.ids, key.genres).values[rows], 0.5)
+            for name, path in paths.items()}
 
 
-def paired_against_baseline(key: AnswerKey, paths: dict[str, Path], resamples: int) -> dict:
+def part_f1(key: AnswerKey, predicted: np.ndarray) -> dict:
+    """Micro and macro F1 of decisions on the key's public part."""
+    truth = key.labels[key.part("Public")]
+    return dict(zip(("micro", "macro"), f1_micro_macro(truth, predicted)))
+
+
+def paired_against_baseline(key: AnswerKey, predicted: dict[str, np.ndarray],
+                            resamples: int) -> dict:
     """For each row ``strategy@rule`` of the first seed: the difference in micro and macro F1
     against ``none@rule``, with its 95% paired bootstrap interval on the public part."""
     rows = key.part("Public")
     truth = key.labels[rows]
-    predicted = {name: decisions(read_submission(path, key.ids, key.genres).values[rows], 0.5)
-                 for name, path in paths.items()}
     out = {}
     for name, values in predicted.items():
         baseline = predicted.get(row_name(BASELINE, name.split("@")[1]))
