@@ -4,13 +4,15 @@ Layout of a store folder::
 
     store.json              image size and shard size
     shard-000000.npy        uint8 array (n, 3, height, width), rows in index order
-    shard-000000.json       the shard's rows (id, source, size, mtime, checksum) and failures;
+    shard-000000.json       the shard's rows (id, source, size, mtime, file identity, checksum)
+                            and failures;
                             written last, so a shard without it is never read
     index.csv               id, shard, row, source, source_size, source_mtime_ns, checksum
 
 A shard is the unit of work: it is decoded and written by one worker, to temporary names, then
 renamed. An interrupted run loses at most the shards in flight; the next run skips every poster
-already stored (or already failed) whose file is unchanged.
+stored from the very file now there (same size, mtime, ctime and inode) and tries every failed
+one again.
 """
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ def build_shard(job: ShardJob) -> dict:
         try:
             data, stat = read_regular_file(path)
             record.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns,
-                          checksum=content_hash(data))
+                          source_identity=file_identity(stat),
+                          checksum=hashlib.blake2b(data, digest_size=16).hexdigest())
             pixels[len(rows)] = decode_poster(data, job.size, job.max_pixels)
         except PosterError as error:
             failed.append({**record, "reason": error.reason, "detail": error.detail})
@@ -107,23 +110,21 @@ def read_regular_file(path: str) -> tuple[bytes, os.stat_result]:
         return handle.read(), stat
 
 
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def file_identity(stat: os.stat_result) -> list[int]:
+    """What changes whenever a file's bytes may have: size, mtime, and the ctime and inode that
+    no tool can set back (git's rule). A poster rewritten with its old size and mtime restored
+    has a new ctime; only a stat, no read, is needed to know."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
 def _unchanged(record: dict | None, path: str) -> bool:
-    """True when ``path`` holds the very bytes stored before. A failed poster is always tried
-    again (the options or the file may no longer cause the failure); a file replaced in place
-    with the same size and mtime is caught by its content hash."""
+    """True when ``path`` is the very file stored before. A failed poster is always tried again
+    (the options or the file may no longer cause the failure)."""
     if record is None or not record["stored"]:
         return False
     try:
-        stat = os.stat(path)
-        if (stat.st_size, stat.st_mtime_ns) != (record["source_size"],
-                                                record["source_mtime_ns"]):
-            return False
-        return content_hash(read_regular_file(path)[0]) == record["checksum"]
-    except (OSError, PosterError):
+        return file_identity(os.stat(path)) == record.get("source_identity")
+    except OSError:
         return False
 
 
@@ -152,7 +153,7 @@ def _remove_orphans(store_dir: Path) -> None:
 
 def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int, int],
               shard_size: int, max_pixels: int) -> tuple[list[ShardJob], int]:
-    """Shard jobs for the films not stored from their current bytes; and how many were skipped."""
+    """Shard jobs for the films not stored from the file now there; and how many were skipped."""
     known = _known_files(load_sidecars(store_dir))
     next_shard = 1 + max((int(p.stem.split("-")[1]) for p in store_dir.glob("shard-*.json")),
                          default=-1)
