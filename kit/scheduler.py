@@ -28,7 +28,7 @@ TASK_RETRIES = 3
 # The worker's stack sampler (every 10 ms) slows shard jobs a little. (Dask also sets
 # MALLOC_TRIM_THRESHOLD_ in its workers; every job overrides it, see run_jobs.)
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
-QUIET_WORKERS = ("DASK_LOGGING__DISTRIBUTED", "critical")    # read by each worker as it starts
+WORKER_LOGGING = "DASK_LOGGING__DISTRIBUTED"    # read by each Dask worker as it starts
 
 
 def check_scheduler(scheduler: str) -> str:
@@ -49,7 +49,8 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
         # it, and they log only critical events: a job's error reaches this process through
         # its future, and closing the cluster mid-job is no error (it printed tracebacks).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        os.environ[QUIET_WORKERS[0]] = QUIET_WORKERS[1]
+        logging = os.environ.get(WORKER_LOGGING)
+        os.environ[WORKER_LOGGING] = "critical"
         try:
             with dask.config.set(LOCAL_CLUSTER_CONFIG):
                 cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
@@ -57,7 +58,10 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
                                        dashboard_address="127.0.0.1:0")   # a free port
         finally:
             signal.signal(signal.SIGINT, previous)
-            os.environ.pop(QUIET_WORKERS[0], None)
+            if logging is None:
+                os.environ.pop(WORKER_LOGGING, None)
+            else:
+                os.environ[WORKER_LOGGING] = logging
         try:
             with Client(cluster) as client:
                 yield client

@@ -103,3 +103,33 @@ def test_ctrl_c_is_one_clean_message_and_the_next_run_resumes(synthetic_dir, tmp
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(Store(store)) == 240
+
+
+def killed_by_the_system(job):
+    """A shard job whose process the system kills (as the OOM killer would)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_by_the_system_is_one_clear_message():
+    with pytest.raises(KitError, match="a worker process died"):
+        list(run_jobs(killed_by_the_system, [0, 1], "auto", workers=2))
+
+
+def torch_job(job):
+    """A shard job that runs torch's parallel CPU kernels (as embedding does)."""
+    import torch
+    a = torch.ones(300, 300)
+    return int((a @ a)[0, 0].item()) + job
+
+
+def test_pool_workers_never_inherit_a_used_torch_thread_pool():
+    # Forked from a process whose OpenMP threads had run, workers hung in torch (they did,
+    # in a test run); the pool forks them from a fresh server instead.
+    code = ("import torch; from kit.scheduler import run_jobs; "
+            "from tests.test_scheduler import torch_job; torch.set_num_threads(2); "
+            "a = torch.randn(600, 600); [a @ a for _ in range(5)]; "
+            "print(sorted(run_jobs(torch_job, [0, 1, 2, 3], 'auto', workers=2)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[300,", "301,", "302,", "303]"]
