@@ -108,8 +108,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
     predicted = {seed: public_decisions(key, seed_paths) for seed, seed_paths in paths.items()}
     scores = {row: [part_f1(key, predicted[s][row]) for s in paths] for row in paths[0]}
-    study = summarise(scores, paired_against_baseline(key, predicted[0], resamples), gaps,
-                      {s: scores[row_name(s, "0.5")][0] for s in gaps})
+    study = summarise(scores, paired_against_baseline(key, predicted[0], resamples), gaps)
     scored_on = "public test part" if part == "test" else "valid part"
     sentences = verdict(study, scored_on)
     figures = {**audits,

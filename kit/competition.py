@@ -29,6 +29,11 @@ def _announced(competition: "Competition") -> "Competition":
     return competition
 
 
+def _complete(folder: Path) -> bool:
+    """A competition folder, complete: competition.json is written last (by split and join)."""
+    return (folder / "public" / "competition.json").exists()
+
+
 def current_name(workdir: Workdir) -> str | None:
     path = workdir.competitions / "CURRENT"
     return path.read_text(encoding="utf-8").strip() or None if path.exists() else None
@@ -60,15 +65,14 @@ class Competition:
         if name:
             # A name in the work folder first; a path to a competition folder otherwise.
             for folder in (root / name, Path(name)):
-                if (folder / "public" / "competition.json").exists():
+                if _complete(folder):
                     return _announced(cls(folder))
             raise KitError(f"no competition {name!r} in {root}")
         current = current_name(workdir)
-        if current and (root / current / "public" / "competition.json").exists():
+        if current and _complete(root / current):
             return _announced(cls(root / current))
-        # competition.json is written last: a folder without it is no (complete) competition.
-        found = sorted(p.name for p in root.glob("[!.]*")
-                       if (p / "public" / "competition.json").exists()) if root.is_dir() else []
+        found = sorted(p.name for p in root.glob("[!.]*") if _complete(p)) \
+            if root.is_dir() else []
         if not found:
             raise KitError(f"no competition in {root}; run `kit split` or `kit join` first")
         if len(found) > 1:

@@ -59,11 +59,12 @@ def _remove_abandoned(path: Path) -> None:
     prefix = _temporary_prefix(path)
     for stray in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = stray.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             stray.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (a killed writer's does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 
 from kit.console import console, table
 from kit.errors import KitError
-from kit.files import read_json, read_table, write_csv, write_json, write_text
+from kit.files import process_alive, read_json, read_table, write_csv, write_json, write_text
 from kit.labels import encode
 from kit.store import Store
 from kit.workdir import Workdir
@@ -159,8 +159,11 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
                "films_without_genre_dropped": no_genre, "expected_sizes": sizes}
     # Built under a hidden name and renamed when complete: a competition folder appears whole
     # or not at all, whatever fails or is killed on the way.
+    for stale in workdir.competitions.glob(f".{folder.name}.*"):      # killed builders'
+        pid = stale.name.rsplit(".", 1)[1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
     building = workdir.competitions / f".{folder.name}.{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
     try:
         _write_bundle(building, folder.name, films, genres, parts, stats, store_dir, store.size,
                       dataset)

@@ -137,3 +137,9 @@ def test_a_competition_folder_appears_whole_or_not_at_all(synthetic_dir, tmp_pat
     assert Competition.find(Workdir(tmp_path)).name == result["competition"]
     assert not list(competitions.glob(f".{result['competition']}.*"))
     assert (competitions / result["competition"] / "split.json").exists()
+    # A builder killed while writing this very competition leaves its folder; the next build
+    # removes it (its pid is gone).
+    name = result["competition"]
+    os.rename(competitions / name, competitions / f".{name}.999999999")
+    assert run_cli(capsys, "split", "--workdir", str(tmp_path), "--min-support", "5")[0] == 0
+    assert not list(competitions.glob(f".{result['competition']}.*"))
