@@ -28,8 +28,9 @@ def score(truth: np.ndarray, predicted: np.ndarray, genres: list[str],
     truth, predicted = truth.astype(bool), predicted.astype(bool)
     hits = truth & predicted
     tp, support, chosen = (m.sum(0, dtype=np.int64) for m in (hits, truth, predicted))
-    result = {"films": int(truth.shape[0]), "accuracy": float((truth == predicted).mean()),
-              "subset_accuracy": float((truth == predicted).all(1).mean())}
+    agree = truth == predicted
+    result = {"films": int(truth.shape[0]), "accuracy": float(agree.mean()),
+              "subset_accuracy": float(agree.all(1).mean())}
     result["error_rate"] = 1.0 - result["accuracy"]
     precision, recall, f1 = _ratio(tp, chosen), _ratio(tp, support), _ratio(2 * tp,
                                                                             chosen + support)
