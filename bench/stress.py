@@ -3,7 +3,7 @@
 - a 2 GB submission scored against a 100,000-film answer key;
 - a genres.csv with 10,000,000 rows ingested;
 - a poster folder of 100,000 files preprocessed;
-- eight pathological 30 MB submissions (tests/shapes.py), each answered in seconds.
+- nine pathological 30 MB submissions (tests/shapes.py), each answered in seconds.
 Each runs in its own process; the peak memory (max RSS) of each is printed and written to
 bench/stress.json. All must finish without a crash, with memory bounded by the chunk and shard
 sizes rather than by the input.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 BLOCK_BYTES = 1 << 22          # with a few index arrays per block: under 200 MB
-COMMA, NEWLINE, QUOTE = ord(","), ord("\n"), ord('"')
+COMMA, NEWLINE, RETURN, QUOTE = ord(","), ord("\n"), ord("\r"), ord('"')
 FIELD_LIMIT = 1 << 20         # characters in one field; no id or value comes near it
 
 
@@ -41,7 +41,12 @@ def _lines_with_more_commas(path: Path, commas: int) -> dict[int, tuple[int, int
     with open(path, "rb") as handle:
         while block := handle.read(BLOCK_BYTES):
             data = np.frombuffer(block, dtype=np.uint8)
-            ends = np.flatnonzero(data == NEWLINE)
+            # A line ends at \n, or at a \r not followed by \n (old Mac files, which pandas
+            # reads as lines too).
+            newline = data == NEWLINE
+            lone_return = data == RETURN
+            lone_return[:-1] &= ~newline[1:]
+            ends = np.flatnonzero(newline | lone_return)
             # Commas of each line ending in this block, and of the unfinished last one.
             before = np.searchsorted(np.flatnonzero(data == COMMA), np.append(ends, len(data)))
             counts = np.diff(before, prepend=0)

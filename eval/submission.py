@@ -76,7 +76,7 @@ def read_header(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         if error.start < len(head) - 4:     # not just a character cut at the read boundary
             raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
-    if len(head) == HEADER_BYTES and b"\n" not in head:
+    if len(head) == HEADER_BYTES and b"\n" not in head and b"\r" not in head:
         raise SubmissionError([f"the header line is longer than {HEADER_BYTES:,} bytes; it "
                                "should name the id column and the genres"])
     # The whole first record: this one parse names every column, for the checks and for the

@@ -1,5 +1,6 @@
-"""Submissions of pathological shapes, each about ``size`` bytes: one huge row, header, field, id,
-quoted run of newlines, an unclosed quote, blank lines, many rows. Reading any of them must cost
+"""Submissions of pathological shapes, each about ``size`` bytes: one huge row (with \n or with
+old Mac \r line ends), header, field, id, quoted run of newlines, an unclosed quote, blank lines,
+many rows. Reading any of them must cost
 time and memory linear in its size (`tests/test_submission.py` at a few MB, `make stress` at
 30 MB)."""
 from __future__ import annotations
@@ -14,6 +15,7 @@ def pathological_submissions(folder: Path, genres: list[str], test_id: str, size
     row = ",".join([test_id, *["0.5"] * len(genres)]) + "\n"
     shapes = {
         "long_row": header + test_id + "," * size + "\n",
+        "long_row_old_mac": (header + test_id + "," * size + "\n").replace("\n", "\r"),
         "long_header": header.rstrip("\n") + "".join(f",x{i}" for i in range(size // 9))
                        + "\n" + row,
         "long_field": header + f'{test_id},"' + "x" * size + '"\n',
