@@ -103,3 +103,11 @@ def test_a_data_folder_name_that_is_no_usable_name_gives_a_derived_one(synthetic
                "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["dataset"] == "holdout-posters"
+
+
+def test_an_image_size_beyond_reason_is_refused_where_it_is_parsed(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(capsys, "prepare", str(tmp_path), "--workdir", str(tmp_path), "--size",
+                "100000x100000")
+    assert exit_.value.code == 2
+    assert "between 8 and 4096, got 100000x100000" in capsys.readouterr().err
