@@ -32,9 +32,9 @@ def test_the_training_prior_never_comes_from_the_test_labels(competition, tmp_pa
         load_answers(copy / "private" / "answers.csv")
 
 
-def run(*argv: str) -> subprocess.CompletedProcess:
+def run(*argv: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
 
 
 def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path):
@@ -78,7 +78,7 @@ def test_any_argument_value_ends_in_a_result_or_one_clear_message(workdir, tmp_p
     if command == ("kit", "train"):
         argv += ["--epochs", "1"] if option != "--epochs" else []
     argv += ["--workdir", str(workdir if command[1] != "split" else scratch), option, value]
-    done = run(*argv)
+    done = run(*argv, cwd=scratch)        # relative values ("0", "x") land in the scratch folder
     assert done.returncode in (0, 2), (argv, done.stderr[-2000:])
     assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
 
