@@ -2,6 +2,9 @@
 intervals."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 BOOTSTRAP_SEED = 0
@@ -81,7 +84,9 @@ def ranking_metrics(truth: np.ndarray, scores: np.ndarray, genres: list[str]) ->
     out = {"ap_macro": None, "roc_auc_macro": None,
            "ranking_genres_skipped": [genres[j] for j in range(len(genres))
                                       if j not in set(auc_genres)]}
-    curves = {j: _curve(truth[:, j].astype(bool), scores[:, j]) for j in ap_genres}
+    with ThreadPoolExecutor(_threads()) as pool:      # numpy sorts without holding the GIL
+        curves = dict(zip(ap_genres, pool.map(
+            lambda j: _curve(truth[:, j].astype(bool), scores[:, j]), ap_genres)))
     if len(ap_genres):
         out["ap_macro"] = float(np.mean([curves[j][0] for j in ap_genres]))
     if len(auc_genres):
@@ -91,8 +96,8 @@ def ranking_metrics(truth: np.ndarray, scores: np.ndarray, genres: list[str]) ->
 
 def _curve(truth: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """Average precision and ROC-AUC of one genre: hits counted at each distinct score,
-    highest first."""
-    order = np.argsort(-scores, kind="stable")
+    highest first (so the order within tied scores does not matter)."""
+    order = np.argsort(-scores)
     ranked = scores[order]
     ends = np.append(np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1)
     tps = np.cumsum(truth[order], dtype=np.float64)[ends]
@@ -112,14 +117,26 @@ def resample_count(films: int, requested: int = DEFAULT_RESAMPLES) -> int:
     return max(100, BOOTSTRAP_WORK_LIMIT // max(films, 1))
 
 
+def _threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def bootstrap_weights(films: int, resamples: int, seed: int = BOOTSTRAP_SEED):
-    """Yield blocks of film multiplicities, one row per bootstrap resample (films resampled)."""
-    rng = np.random.default_rng(seed)
+    """Yield float32 blocks of film multiplicities, one row per bootstrap resample (films drawn
+    with replacement). Each resample has its own generator spawned from ``seed``: the draws do
+    not depend on the block size or on how many threads draw them."""
+    generators = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(resamples)]
     block = max(1, min(resamples, 20_000_000 // max(films, 1)))
-    for start in range(0, resamples, block):
-        rows = min(block, resamples - start)
-        yield np.stack([np.bincount(rng.integers(0, films, films), minlength=films)
-                        for _ in range(rows)]).astype(np.float32)
+
+    def draw(row: int, out: np.ndarray, generator: np.random.Generator) -> None:
+        out[row] = np.bincount(generator.integers(0, films, films), minlength=films)
+
+    with ThreadPoolExecutor(_threads()) as pool:     # drawing integers releases the GIL
+        for start in range(0, resamples, block):
+            chosen = generators[start:start + block]
+            out = np.empty((len(chosen), films), dtype=np.float32)
+            list(pool.map(draw, range(len(chosen)), [out] * len(chosen), chosen))
+            yield out
 
 
 def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, macro_genres: np.ndarray

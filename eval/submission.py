@@ -3,9 +3,10 @@
 Two formats are accepted:
 - wide: ``id`` plus one column per genre, each a probability in [0, 1] or a 0/1 decision;
 - labels: ``id,genres`` with ``|``-separated genre names.
-UTF-8 with or without BOM, LF or CRLF, quoted fields. The file is read in chunks; only the rows
-of test ids are kept, so memory is bounded by the test set, not by the file.
-Every problem is collected (with row, column and counts) before anything is scored.
+UTF-8 with or without BOM, LF or CRLF, quoted fields. A plain wide file (every test id once, every
+cell a number in [0, 1]) is read by Arrow's parallel reader (``eval.columnar``); any other file
+by pandas in chunks, collecting every problem (with row, column and counts) before anything is
+scored. Only the rows of test ids are kept: memory is bounded by the test set, not by the file.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eval.columnar import plain_values
 from eval.row_widths import wide_rows
 from kit.console import read_chunks
 from kit.labels import parse as parse_labels
@@ -47,6 +49,11 @@ class Submission:
     @property
     def has_scores(self) -> bool:
         return self.kind == "probabilities"
+
+    @classmethod
+    def of_numbers(cls, values: np.ndarray) -> Submission:
+        """Decisions when every value is 0 or 1, else probabilities."""
+        return cls(values, "decisions" if np.isin(values, (0.0, 1.0)).all() else "probabilities")
 
 
 def _listing(items, total: int | None = None) -> str:
@@ -115,17 +122,29 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
             problems.append(f"missing genre columns: {_listing(missing)}")
         if problems:
             raise SubmissionError(problems)
+        values = plain_values(path, header, id_column, genres, test_ids)
+        if values is not None:
+            return Submission.of_numbers(values)
+    return read_in_chunks(path, header, test_ids, genres, id_column,
+                          others[0] if label_format else None, chunk_rows)
+
+
+def read_in_chunks(path: Path, header: list[str], test_ids: list[str], genres: list[str],
+                   id_column: str, label_column: str | None,
+                   chunk_rows: int = CHUNK_ROWS) -> Submission:
+    """The careful reader, for a file whose header passed: pandas in chunks, naming every
+    problem of every row."""
     wide = wide_rows(path, len(header))      # before pandas, which is slow on them
     if wide:
         raise SubmissionError([f"rows with more fields than the header's {len(header)}: lines "
                                f"{_listing(wide)} after the header"])
-    reader = _Reader(test_ids, genres, id_column, others[0] if label_format else None)
+    reader = _Reader(test_ids, genres, id_column, label_column)
     try:
         # Genre columns parse as numbers where they are numbers; a column with anything else
         # comes back as text, and the careful path names each bad cell.
         # index_col=False: should a row with more fields than the header get past wide_rows,
         # pandas reports it instead of making the extra fields an index.
-        text_columns = [id_column] + (others if label_format else [])
+        text_columns = [id_column] + ([label_column] if label_column else [])
         chunks = read_chunks(path, "reading the submission", names=header, header=0,
                              dtype={c: str for c in text_columns}, keep_default_na=False,
                              encoding="utf-8-sig", chunksize=chunk_rows, skipinitialspace=True,
@@ -260,7 +279,5 @@ class _Reader:
         if problems:
             raise SubmissionError(problems)
         if self.label_column is not None:
-            kind = "labels"
-        else:
-            kind = "decisions" if np.isin(self.values, (0.0, 1.0)).all() else "probabilities"
-        return Submission(self.values, kind)
+            return Submission(self.values, "labels")
+        return Submission.of_numbers(self.values)

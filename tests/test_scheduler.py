@@ -1,5 +1,6 @@
 """Shards on a real Dask LocalCluster of two worker processes, one of them killed mid-run."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def test_ctrl_c_is_one_clean_message_and_the_next_run_resumes(synthetic_dir, tmp
     import time
     store = tmp_path / "datasets" / "s" / "store-115x77"
     command = [sys.executable, "-m", "kit", "prepare", str(synthetic_dir), "--workdir",
-               str(tmp_path), "--name", "s", "--size", "115x77", "--shard-size", "8",
+               str(tmp_path), "--name", "s", "--size", "115x77", "--shard-size", "2",
                "--scheduler", scheduler]
     # Its own process group, as a terminal's foreground job: Ctrl-C reaches every process.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -95,7 +96,14 @@ def test_ctrl_c_is_one_clean_message_and_the_next_run_resumes(synthetic_dir, tmp
     while len(list(store.glob("shard-*.json"))) < 2:
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
+    # Stopped while the signal is sent: the run cannot finish between the check and Ctrl-C.
+    os.killpg(process.pid, signal.SIGSTOP)
+    ignored = int(re.search(r"SigIgn:\s*(\w+)", Path(f"/proc/{process.pid}/status").read_text())
+                  .group(1), 16) >> (signal.SIGINT - 1) & 1
+    assert not ignored, "the command was started with Ctrl-C ignored"
+    assert not (store / "index.csv").exists(), "the run finished before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signal.SIGCONT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert err.strip().splitlines() == ["interrupted; finished work is kept, re-run to resume"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eval.submission import SubmissionError, read_submission
@@ -210,3 +210,47 @@ def test_any_shape_of_file_costs_memory_linear_in_its_size(competition, tmp_path
 PEAK_MEMORY = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], "
                "stdout=subprocess.DEVNULL); _, status, usage = os.wait4(p.pid, 0); "
                "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)")
+
+
+PLAIN = ["0.5", "1", "0", "1.0", "1e-3", ".5", "0.30000000000000004", '"0.5"']
+CELLS = PLAIN + [" 0.25", "0.75 ", "+0.2", "0.", "-0", "", "nan", "NaN", "inf", "1.5", "-0.1",
+                 "abc", "0x1", "1_0", "1d-1"]
+ID_FORMS = ["{}", " {}", "{} ", '"{}"', "x{}"]
+
+
+def test_a_plain_file_takes_the_fast_path(tmp_path):
+    from eval.columnar import plain_values
+    from eval.submission import read_header
+    path = write(tmp_path, VALID)
+    values = plain_values(path, read_header(path), "id", GENRES, IDS)
+    assert values is not None
+    np.testing.assert_array_equal(values, [[0.9, 0.1, 0], [0.2, 0.8, 1], [0, 0, 0.5]])
+
+
+@settings(max_examples=settings().max_examples // 5)    # two readers per example
+@given(st.permutations(range(3)),
+       st.lists(st.one_of(st.just("{}"), st.sampled_from(ID_FORMS)), min_size=3, max_size=3),
+       st.lists(st.lists(st.one_of(st.sampled_from(PLAIN), st.sampled_from(CELLS)),
+                         min_size=3, max_size=3), min_size=3, max_size=4))
+def test_the_fast_reader_takes_only_files_the_careful_reader_reads_alike(order, id_forms, cells):
+    """Arrow's reader (eval.columnar) may take a file only when the careful pandas reader accepts
+    it with the same values; on any other file it steps aside, so every message is the careful
+    reader's."""
+    import tempfile
+    from pathlib import Path
+    from eval.columnar import plain_values
+    from eval.submission import read_header, read_in_chunks
+    ids = [IDS[i] for i in order] + [IDS[0]]            # a fourth row repeats an id
+    lines = [",".join([form.format(i)] + row)
+             for form, i, row in zip(id_forms, ids, cells)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(Path(folder), VALID.split("\n")[0] + "\n" + "\n".join(lines) + "\n")
+        header = read_header(path)
+        fast = plain_values(path, header, "id", GENRES, IDS)
+        try:
+            careful = read_in_chunks(path, header, IDS, GENRES, "id", None).values
+        except SubmissionError:
+            careful = None
+    if fast is not None:
+        assert careful is not None
+        np.testing.assert_array_equal(fast, careful)
