@@ -116,9 +116,9 @@ def _in_process_pool(task: Callable, jobs: list, processes: int) -> Iterator:
 def _fork_server():
     """Workers forked from a fresh server process, never from this one: a process that has run
     OpenMP (torch) or holds other threads' locks can hang its forked children (it did, in a
-    test run). The server imports the store's decoder once, so forking stays cheap."""
+    test run). The server imports the shard builder once (no pandas), so forking stays cheap."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["kit.store"])
+    context.set_forkserver_preload(["kit.shards"])
     return context
 
 

@@ -16,70 +16,22 @@ one again.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from kit.console import track
 from kit.errors import KitError
-from kit.files import atomic_path, read_json, read_table, write_csv, write_json
+from kit.files import read_json, read_table, write_csv, write_json
 from kit.scheduler import check_scheduler, run_jobs
-from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE, PosterError, decode_poster
+from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE
+from kit.shards import ShardJob, build_shard, file_identity, shard_name
 
 DEFAULT_SHARD_SIZE = 256
 INDEX_COLUMNS = ["id", "shard", "row", "source", "source_size", "source_mtime_ns", "checksum"]
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """Everything a worker needs to build one shard."""
-    store_dir: str
-    shard: int
-    items: tuple[tuple[str, str, str], ...]   # (id, absolute path, source path as recorded)
-    size: tuple[int, int]
-    max_pixels: int
-
-
-def shard_name(shard: int) -> str:
-    return f"shard-{shard:06d}"
-
-
-def build_shard(job: ShardJob) -> dict:
-    """Decode every poster of ``job`` and write the shard; return its sidecar record."""
-    cv2.setNumThreads(1)  # parallelism comes from running shards in separate processes
-    height, width = job.size
-    pixels = np.empty((len(job.items), 3, height, width), dtype=np.uint8)
-    rows, failed = [], []
-    for film_id, path, source in job.items:
-        record = {"id": film_id, "source": source}
-        try:
-            data, stat = read_regular_file(path)
-            record.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns,
-                          source_identity=file_identity(stat),
-                          checksum=hashlib.blake2b(data, digest_size=16).hexdigest())
-            pixels[len(rows)] = decode_poster(data, job.size, job.max_pixels)
-        except PosterError as error:
-            failed.append({**record, "reason": error.reason, "detail": error.detail})
-            continue
-        except OSError as error:
-            failed.append({**record, "reason": "unreadable",
-                           "detail": error.strerror or str(error)})
-            continue
-        rows.append({**record, "row": len(rows)})
-    base = Path(job.store_dir) / shard_name(job.shard)
-    with atomic_path(base.with_suffix(".npy")) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, pixels[:len(rows)])
-    sidecar = {"shard": job.shard, "rows": rows, "failed": failed}
-    write_json(base.with_suffix(".json"), sidecar)
-    return sidecar
 
 
 def load_sidecars(store_dir: Path) -> list[dict]:
@@ -96,25 +48,6 @@ def _known_files(sidecars: list[dict]) -> dict[str, dict]:
         for record in sidecar["failed"]:
             known[record["id"]] = {**record, "shard": sidecar["shard"], "stored": False}
     return known
-
-
-def read_regular_file(path: str) -> tuple[bytes, os.stat_result]:
-    """The bytes of a regular file and its stat; a FIFO, device or folder is a PosterError,
-    found without blocking on it (opened non-blocking, checked before any read)."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    stat = os.fstat(descriptor)
-    if not S_ISREG(stat.st_mode):
-        os.close(descriptor)
-        raise PosterError("not-a-file", "not a regular file (a FIFO, device or folder)")
-    with os.fdopen(descriptor, "rb") as handle:
-        return handle.read(), stat
-
-
-def file_identity(stat: os.stat_result) -> list[int]:
-    """What changes whenever a file's bytes may have: size, mtime, and the ctime and inode that
-    no tool can set back (git's rule). A poster rewritten with its old size and mtime restored
-    has a new ctime; only a stat, no read, is needed to know."""
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
 def _unchanged(record: dict | None, path: str) -> bool:

@@ -95,3 +95,36 @@ def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(PosterError) as error:
         decode_poster(data, max_pixels=1_000_000)
     assert error.value.reason == "oversized"
+
+
+def pil_decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The reference: PIL's decode at draft's scale, resized as the store resizes."""
+    from kit.imaging import resize
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (max(size), max(size)))
+    return np.ascontiguousarray(resize(np.asarray(image.convert("RGB")), size).transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("shape, size", [((445, 300), (345, 230)), ((900, 600), (345, 230)),
+                                         ((1800, 1200), (345, 230)), ((3600, 2400), (345, 230)),
+                                         ((345, 230), (345, 230)), ((101, 67), (345, 230))])
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0},
+                                     {"quality": 30, "subsampling": 2}])
+def test_plain_jpegs_decode_to_the_pixels_pil_gives(shape, size, options):
+    """Plain RGB JPEGs take OpenCV's libjpeg-turbo path (faster, fewer copies): pixel for pixel
+    what PIL decodes, at each of draft's reduced scales."""
+    rng = np.random.default_rng(shape[0])
+    smooth = np.linspace(0, 255, shape[0] * shape[1] * 3).reshape(*shape, 3)
+    noisy = (smooth + rng.normal(0, 20, smooth.shape)).clip(0, 255).astype(np.uint8)
+    data = encode(Image.fromarray(noisy), "JPEG", **options)
+    np.testing.assert_array_equal(decode_poster(data, size), pil_decode(data, size))
+
+
+def test_a_corrupt_jpeg_decodes_without_printing(capfd):
+    """libjpeg warns on stderr about corrupt data; the store's decode keeps quiet, as PIL does."""
+    rng = np.random.default_rng(0)
+    data = bytearray(encode(Image.fromarray(rng.integers(0, 255, (445, 300, 3), np.uint8)),
+                            "JPEG"))
+    data[2000:2400:7] = bytes(len(range(2000, 2400, 7)))
+    assert decode_poster(bytes(data)).shape == (3, 345, 230)
+    assert capfd.readouterr().err == ""

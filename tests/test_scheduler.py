@@ -13,7 +13,8 @@ import pytest
 from kit.errors import KitError
 from kit.ingest import build_catalogue, find_source
 from kit.scheduler import check_scheduler, run_jobs
-from kit.store import Store, build_shard, build_store
+from kit.shards import build_shard
+from kit.store import Store, build_store
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])   # ship the test's job to workers
 

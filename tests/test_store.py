@@ -9,7 +9,8 @@ import pytest
 from kit.imaging import decode_poster
 from kit.ingest import build_catalogue, find_source
 from kit.scheduler import run_jobs
-from kit.store import Store, build_shard, build_store
+from kit.shards import build_shard
+from kit.store import Store, build_store
 from tests.conftest import jpeg_bytes
 
 
@@ -124,7 +125,7 @@ def test_a_poster_replaced_with_the_same_size_and_mtime_is_stored_again(letterbo
 
 
 def test_a_shard_is_one_npy_and_one_sidecar(letterboxd_dir, tmp_path):
-    from kit.store import ShardJob
+    from kit.shards import ShardJob
     items = tuple((i, str(letterboxd_dir / "posters" / f"{i}.jpg"), f"posters/{i}.jpg")
                   for i in ["1000001", "tt0086383"])
     out = tmp_path / "store"
