@@ -9,12 +9,14 @@ from kit.console import console, table
 from kit.files import write_csv
 
 
-def write_log(run_dir: Path, history: list[dict]) -> None:
-    """Write ``log.csv`` and redraw ``curves.png`` from the epochs so far."""
-    from kit import plots
-    import matplotlib.pyplot as plt
+def write_log(run_dir: Path, history: list[dict], curves: bool = True) -> None:
+    """Write ``log.csv`` and, with ``curves``, redraw ``curves.png`` from the epochs so far."""
     frame = pd.DataFrame(history)
     write_csv(run_dir / "log.csv", frame)
+    if not curves:
+        return
+    from kit import plots
+    import matplotlib.pyplot as plt
     figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 3.6))
     losses.plot(frame["epoch"], frame["train_loss"], marker="o", label="train")
     losses.plot(frame["epoch"], frame["valid_loss"], marker="o", label="valid")
