@@ -95,7 +95,7 @@ def cmd_search(args) -> dict:
     from kit.train.search import random_search
     return random_search(config, Workdir(args.workdir), args.name, args.trials,
                          args.trial_epochs, tuple(args.lr_range), args.search_seed,
-                         args.competition)
+                         args.competition, tuple(args.space), args.seeds)
 
 
 def cmd_baseline(args) -> dict:
@@ -152,6 +152,7 @@ def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE
     parser = argparse.ArgumentParser(prog="kit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -213,13 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--part", choices=["test", "valid"], default="test",
                      help="films to predict: test (a submission, default) or valid")
 
-    sub = command("search", cmd_search, "random search over learning rate and dropout")
+    sub = command("search", cmd_search, "random search over the head's and training's "
+                  "hyperparameters")
     sub.add_argument("--name", default="search", help="search name (default: %(default)s)")
     sub.add_argument("--trials", type=whole(1, 10_000), default=8)
     sub.add_argument("--trial-epochs", type=whole(1, 100_000), default=5)
     sub.add_argument("--lr-range", type=number(1e-12, 10.0), nargs=2, default=[1e-4, 1e-2],
                      metavar=("LOW", "HIGH"))
     sub.add_argument("--search-seed", type=SEED, default=0)
+    sub.add_argument("--space", nargs="+", choices=SEARCHABLE,
+                     default=list(DEFAULT_SEARCH_SPACE),
+                     help="hyperparameters to draw (default: %(default)s)")
+    sub.add_argument("--seeds", type=whole(1, 100), default=1,
+                     help="seeds per trial; the table shows mean and spread (default: 1)")
     add_train_arguments(sub)
 
     sub = command("compare", cmd_compare,

@@ -2,6 +2,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -308,6 +309,22 @@ def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
     assert best.lr == pytest.approx(result["best_lr"]) and best.dropout == result["best_dropout"]
 
 
+def test_search_draws_the_chosen_space_and_reports_the_spread_over_seeds(workdir):
+    from kit.train.search import random_search
+    result = random_search(TrainConfig(**TINY), Workdir(workdir), "wide", trials=2, epochs=1,
+                           space=("weight_decay", "batch_size"), seeds=2)
+    trials = pd.read_csv(Workdir(workdir).root / "searches" / "wide" / "trials.csv")
+    assert (trials["seeds"] == 2).all() and (trials["f1_macro_sd"] >= 0).all()
+    assert trials["runs"].str.split().map(len).eq(2).all()
+    runs = {path.name for path in Workdir(workdir).runs.iterdir()}
+    assert {"wide-trial00", "wide-trial00-seed1"} <= runs
+    best = TrainConfig.from_file(result["best_config"])
+    assert best.weight_decay == result["best_weight_decay"]
+    assert best.batch_size == result["best_batch_size"] and best.lr == TrainConfig(**TINY).lr
+    with pytest.raises(KitError, match="frozen"):
+        random_search(TrainConfig(**TINY), Workdir(workdir), "h", 1, 1, space=("head_hidden",))
+
+
 TORCHRUN_COMMANDS = {
     "train": ["train", "--name", "ddp-train", "--epochs", "1", "--balance", "sampler"],
     "cross-fit": ["train", "--name", "ddp-cross-fit", "--epochs", "1", "--folds", "2"],
@@ -319,7 +336,9 @@ TORCHRUN_COMMANDS = {
 
 @pytest.mark.parametrize("command", TORCHRUN_COMMANDS)
 def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, command):
-    port = 29517 + list(TORCHRUN_COMMANDS).index(command)
+    with socket.socket() as probe:          # a free port, not a fixed one another run may hold
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     argv = [a.format(tmp=tmp_path) for a in TORCHRUN_COMMANDS[command]]
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
               f"--master_port={port}", "-m", "kit", *argv, "--workdir", str(workdir),

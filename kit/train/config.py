@@ -25,6 +25,8 @@ LOSSES = ("bce", "asl", "focal")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 VIEWS = ("full", "top", "middle", "bottom", "flip")
+SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size")   # kit search --space
+DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds")  # safe on resume
 
 

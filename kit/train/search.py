@@ -1,11 +1,16 @@
-"""`kit search`: random search over learning rate and dropout, as the report did.
+"""`kit search`: random search over the head's and the training's hyperparameters.
 
-Learning rate is drawn log-uniformly between two bounds, dropout from 0.1 to 0.5 in steps of
-0.05; each trial is an ordinary run (``<name>-trialNN``), so an interrupted search resumes.
+The report searched learning rate (log-uniform between two bounds) and dropout (0.1 to 0.5 in
+steps of 0.05); that stays the default space. ``--space`` adds weight decay, the frozen head's
+hidden units and the batch size. Each trial is an ordinary run (``<name>-trialNN``, and
+``-seedK`` for its further seeds), so an interrupted search resumes. A cross-fitted config
+(``folds`` > 1) scores each trial out of fold. Trials are ranked by their mean valid loss over
+seeds; the table shows tuned F1 as mean and spread over seeds.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -13,49 +18,105 @@ import pandas as pd
 from kit.console import console, table
 from kit.errors import KitError
 from kit.files import write_csv, write_text
-from kit.train.config import TrainConfig
+from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE, TrainConfig
 from kit.train.run import train
 from kit.workdir import Workdir
 
 DROPOUTS = np.round(np.arange(0.10, 0.501, 0.05), 2)
+WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+HEAD_HIDDEN = (0, 256, 512, 1024, 2048)
+BATCH_SIZES = (16, 32, 64, 128)
+
+
+def _log_uniform(low: float, high: float) -> Callable:
+    return lambda rng: float(10 ** rng.uniform(math.log10(low), math.log10(high)))
+
+
+def _choice(values) -> Callable:
+    return lambda rng: rng.choice(values).item()
+
+
+def search_space(lr_bounds: tuple[float, float]) -> dict[str, Callable]:
+    """How a trial draws each of the config's searchable fields (``SEARCHABLE``)."""
+    draws = {"lr": _log_uniform(*lr_bounds), "dropout": _choice(DROPOUTS),
+             "weight_decay": _choice(WEIGHT_DECAYS), "head_hidden": _choice(HEAD_HIDDEN),
+             "batch_size": _choice(BATCH_SIZES)}
+    assert tuple(draws) == SEARCHABLE
+    return draws
 
 
 def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int, epochs: int,
                   lr_bounds: tuple[float, float] = (1e-4, 1e-2), seed: int = 0,
-                  competition: str | None = None) -> dict | None:
-    """Run ``trials`` trials of ``epochs`` epochs; save the table and the best configuration
-    (None on torchrun ranks other than 0)."""
+                  competition: str | None = None, space: tuple[str, ...] = DEFAULT_SEARCH_SPACE,
+                  seeds: int = 1) -> dict | None:
+    """Run ``trials`` trials of ``epochs`` epochs, each with ``seeds`` seeds; save the table and
+    the best configuration (None on torchrun ranks other than 0)."""
     low, high = lr_bounds
     if not 0 < low < high:
         raise KitError(f"--lr-range must be two increasing positive numbers, got {low} {high}")
-    if trials < 1 or epochs < 1:
-        raise KitError("--trials and --trial-epochs must be at least 1")
+    if trials < 1 or epochs < 1 or seeds < 1:
+        raise KitError("--trials, --trial-epochs and --seeds must be at least 1")
+    draws = search_space(lr_bounds)
+    unknown = [s for s in space if s not in draws]
+    if unknown or not space:
+        raise KitError(f"--space takes names among {', '.join(draws)}; got "
+                       f"{', '.join(unknown) or 'none'}")
+    if "head_hidden" in space and not config.frozen:
+        raise KitError("--space head_hidden needs a frozen-feature config (--frozen)")
+    space = tuple(dict.fromkeys(space))
     rng = np.random.default_rng(seed)
-    draws = [(float(10 ** rng.uniform(math.log10(low), math.log10(high))),
-              float(rng.choice(DROPOUTS))) for _ in range(trials)]
+    trial_values = [{s: draws[s](rng) for s in space} for _ in range(trials)]
     rows = []
-    for trial, (lr, dropout) in enumerate(draws):
-        trial_config = config.updated({"lr": lr, "dropout": dropout, "epochs": epochs})
-        console.print(f"[bold]trial {trial + 1}/{trials}[/]: lr {lr:.2e}, dropout {dropout}")
-        summary = train(trial_config, workdir, f"{name}-trial{trial:02d}", competition,
-                        resume=True)
-        if summary is None:         # torchrun ranks other than 0 train along, rank 0 records
-            continue
-        rows.append({"trial": trial, "lr": lr, "dropout": dropout,
-                     "best_valid_loss": summary["best_valid_loss"],
-                     "valid_f1_micro_tuned": summary["valid_f1_micro_tuned"],
-                     "valid_f1_macro_tuned": summary["valid_f1_macro_tuned"],
-                     "run": summary["run"]})
+    for trial, values in enumerate(trial_values):
+        described = ", ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v}"
+                              for k, v in values.items())
+        summaries = []
+        for extra in range(seeds):
+            console.print(f"[bold]trial {trial + 1}/{trials}[/]"
+                          f"{f' seed {extra + 1}/{seeds}' if seeds > 1 else ''}: {described}")
+            run = f"{name}-trial{trial:02d}" + (f"-seed{extra}" if extra else "")
+            summary = train(config.updated({**values, "epochs": epochs,
+                                            "seed": config.seed + extra}),
+                            workdir, run, competition, resume=True)
+            if summary is not None:     # torchrun: other ranks train along, rank 0 records
+                summaries.append(summary)
+        if summaries:
+            rows.append({"trial": trial, **values, **_over_seeds(summaries),
+                         "runs": " ".join(s["run"] for s in summaries)})
     if not rows:
         return None
-    frame = pd.DataFrame(rows)
-    best = frame.loc[frame["best_valid_loss"].idxmin()]
+    return _save(config, workdir, name, pd.DataFrame(rows), space, trials)
+
+
+def _over_seeds(summaries: list[dict]) -> dict:
+    """Mean and spread (sample standard deviation; 0 for one seed) of each score."""
+    out = {"seeds": len(summaries)}
+    for key, column in (("best_valid_loss", "valid_loss"), ("valid_f1_macro_tuned", "f1_macro"),
+                        ("valid_f1_micro_tuned", "f1_micro")):
+        values = np.array([s[key] for s in summaries], dtype=np.float64)
+        out[f"{column}_mean"] = float(values.mean())
+        out[f"{column}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def _save(config: TrainConfig, workdir: Workdir, name: str, frame: pd.DataFrame,
+          space: tuple[str, ...], trials: int) -> dict:
+    best = frame.loc[frame["valid_loss_mean"].idxmin()]
     out = workdir.root / "searches" / name
     write_csv(out / "trials.csv", frame)
-    best_config = config.updated({"lr": float(best["lr"]), "dropout": float(best["dropout"])})
+    chosen = {s: best[s].item() for s in space}
+    best_config = config.updated(chosen)
     write_text(out / "best_config.toml", best_config.to_toml())
-    console.print(table(f"search {name}", list(frame.columns), frame.itertuples(index=False)))
+    scored = "out-of-fold" if config.folds > 1 else "valid"
+    shown = [[int(row.trial), *(f"{row[s]:.2e}" if s == "lr" else row[s] for s in space),
+              f"{row.valid_loss_mean:.4f}",
+              *(f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_sd']:.3f}" for m in ("f1_macro",
+                                                                            "f1_micro"))]
+             for _, row in frame.iterrows()]
+    console.print(table(f"search {name}: {scored} scores, tuned thresholds, mean ± sd over "
+                        f"{int(frame['seeds'].max())} seed(s)",
+                        ["trial", *space, "valid loss", "F1 macro", "F1 micro"], shown))
     return {"search": name, "trials": trials, "best_trial": int(best["trial"]),
-            "best_lr": float(best["lr"]), "best_dropout": float(best["dropout"]),
-            "best_valid_loss": float(best["best_valid_loss"]),
+            **{f"best_{s}": v for s, v in chosen.items()},
+            "best_valid_loss": float(best["valid_loss_mean"]),
             "best_config": str(out / "best_config.toml")}
