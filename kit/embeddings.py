@@ -166,6 +166,11 @@ class EmbeddingCache:
         self.store, self.dirs = store, [Path(f) for f in folders]
         self._shards: dict[tuple[int, int], np.ndarray] = {}
 
+    @classmethod
+    def joined(cls, caches: list["EmbeddingCache"]) -> "EmbeddingCache":
+        """One cache whose features are those of ``caches`` side by side (same store)."""
+        return cls(caches[0].store, [folder for cache in caches for folder in cache.dirs])
+
     def _shard(self, view_index: int, shard: int) -> np.ndarray:
         if (view_index, shard) not in self._shards:
             folder = self.dirs[view_index]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from kit.errors import KitError
+from kit.competition import Competition
 from kit.predict import predict
 from kit.train.checkpoint import build_model
 from kit.train.config import TrainConfig
@@ -158,6 +159,7 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ("epochs = 0", "epochs in .*bad.toml must be between 1 and 100000"),
     ("frozen = 1", "frozen in .*bad.toml must be true or false"),
     ('views = "full"', "views in .*bad.toml must be a non-empty list"),
+    ('joined_backbones = ["lenet"]', "unknown joined_backbones .*bad.toml; choose one of"),
     ("dropout = -0.5", "dropout in .*bad.toml must be between"),
     ("weight_cap = -1", "weight_cap in .*bad.toml must be between")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):
@@ -281,7 +283,6 @@ def test_epoch_sampler_splits_one_seeded_order_between_processes():
 
 def test_frozen_backbone_head_and_resumable_embedding_cache(workdir, competition, tmp_path):
     from kit.embeddings import embed_store
-    from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("full", "top"),
                          epochs=2, batch_size=32, lr=0.01)
     with private_moved_away(competition, tmp_path):       # embedding included
@@ -298,6 +299,29 @@ def test_frozen_backbone_head_and_resumable_embedding_cache(workdir, competition
     again = embed_store(store, "efficientnet_lite0", ("full", "top")).features(
         np.arange(len(store)))
     np.testing.assert_array_equal(before, again)
+
+
+def test_joined_backbones_put_their_embeddings_side_by_side(workdir, competition, tmp_path):
+    """A frozen head on Lite0 and Lite1 features of the same view: one input of both widths,
+    trained and predicted like any run; elsewhere the option is refused."""
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=1, batch_size=32,
+                         joined_backbones=("efficientnet_lite1",))
+    assert TrainConfig.from_file(write_config(tmp_path, config)) == config
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "joined")
+        submission = predict(Workdir(workdir), "joined", tmp_path / "subs")["submission"]
+    best = torch.load(Workdir(workdir).run("joined") / "best.pt", weights_only=False)
+    assert best["data_options"]["in_features"] == 1280 + 1280
+    assert len(pd.read_csv(submission)) == len(Competition.find(Workdir(workdir)).test_ids())
+    with pytest.raises(KitError, match="needs --frozen"):
+        train(TrainConfig(**TINY, joined_backbones=("efficientnet_lite1",)), Workdir(workdir),
+              "not-frozen")
+
+
+def write_config(folder, config: TrainConfig):
+    path = folder / "joined.toml"
+    path.write_text(config.to_toml())
+    return path
 
 
 def test_random_search_logs_trials_and_saves_a_reusable_best_config(workdir):
@@ -366,7 +390,6 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
                                                                          tmp_path):
     from kit.embeddings import embed_store
     from kit.models.ensemble import Ensemble
-    from kit.competition import Competition
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=3, batch_size=32,
                          lr=0.01, folds=3)
     with private_moved_away(competition, tmp_path):

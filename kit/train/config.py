@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 LOSSES = ("bce", "asl", "focal")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
+JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VIEWS = ("full", "top", "middle", "bottom", "flip")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size")   # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
@@ -61,6 +62,8 @@ class TrainConfig:
     frozen: bool = option(False, "train a head on cached frozen-backbone embeddings")
     views: tuple = option(("full",), "frozen mode: poster views whose embeddings are joined",
                           choices=VIEWS)
+    joined_backbones: tuple = option((), "frozen mode: further Lite backbones whose embeddings "
+                                     "are joined to the model's", choices=JOINABLE_BACKBONES)
     head_hidden: int = option(0, "frozen mode: hidden units (0: logistic head)", low=0,
                               high=65536)
     precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
@@ -161,9 +164,11 @@ def check_value(spec, value, origin: str):
         if not isinstance(value, str) or not value:
             raise KitError(f"{where} must be a non-empty text, not {value!r}")
     elif base is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value \
-                or not all(isinstance(v, str) for v in value):
-            raise KitError(f"{where} must be a non-empty list of names, not {value!r}")
+        may_be_empty = spec.default_factory() == ()
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) \
+                or not (value or may_be_empty) or not all(isinstance(v, str) for v in value):
+            raise KitError(f"{where} must be a {'' if may_be_empty else 'non-empty '}list of "
+                           f"names, not {value!r}")
         value = tuple(value)
     meta = spec.metadata
     items = value if isinstance(value, tuple) else (value,)

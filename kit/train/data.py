@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from kit import balancing
 from kit.competition import Competition
-from kit.embeddings import embed_store
+from kit.embeddings import EmbeddingCache, embed_store
 from kit.splits import stratified_folds
 from kit.train.config import TrainConfig, resolve_precision
 from kit.train.distributed import epoch_seed, run_seed
@@ -96,10 +96,14 @@ def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.
 
 
 def embed_for(config: TrainConfig, store, scheduler: str = "auto"):
-    """The frozen backbone's embedding cache for every poster of the store (built if missing)."""
-    return embed_store(store, config.model, tuple(config.views),
-                       resolve_precision(config.precision),
-                       pretrained=config.pretrained, scheduler=scheduler)
+    """The frozen backbones' embedding cache for every poster of the store (built if missing):
+    the model's views, then those of each joined backbone, side by side."""
+    caches = [embed_store(store, backbone, tuple(config.views),
+                          resolve_precision(config.precision),
+                          pretrained=config.pretrained if backbone == config.model else None,
+                          scheduler=scheduler)
+              for backbone in dict.fromkeys((config.model, *config.joined_backbones))]
+    return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
 
 
 def feature_scaling(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
