@@ -119,6 +119,10 @@ def build_store(films: pd.DataFrame, root: str | os.PathLike, store_dir: str | o
     _remove_orphans(store_dir)
     jobs, skipped = plan_jobs(films, root, store_dir, size, shard_size, max_pixels)
     check_scheduler(scheduler)
+    if workers is None and scheduler in ("auto", "processes"):
+        # One more than the cores: a worker waiting for its shard to reach the disk (fsync)
+        # leaves its core to another.
+        workers = (os.cpu_count() or 1) + 1
     runner = runner or (lambda pending: run_jobs(build_shard, pending, scheduler, workers))
     total = sum(len(job.items) for job in jobs)
     start = time.perf_counter()
