@@ -20,12 +20,15 @@ def shared_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, private: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, private: bool = False,
+                durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The file is created with the umask's mode, as any shared artefact should be, or 0600 when
     ``private`` (the answer key). Temporary names carry the writer's host and PID, so that a
-    successful write can remove the temporaries that killed writers (kill -9) left behind."""
+    successful write can remove the temporaries that killed writers (kill -9) left behind.
+    ``durable``: on the disk (fsync) before the rename, so even a power loss cannot leave it cut
+    short; a file its reader checks for that (a store shard) can skip the wait."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp",
@@ -35,8 +38,9 @@ def atomic_path(path: str | os.PathLike, private: bool = False) -> Iterator[Path
     tmp = Path(tmp)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
         _remove_abandoned(path)
     except OSError as error:

@@ -56,7 +56,9 @@ def build_shard(job: ShardJob) -> dict:
             continue
         rows.append({**record, "row": len(rows)})
     base = Path(job.store_dir) / shard_name(job.shard)
-    with atomic_path(base.with_suffix(".npy")) as tmp:
+    # Not fsynced (the store is rebuilt from the posters): a shard a power loss cut short is
+    # found by shard_is_whole and built again.
+    with atomic_path(base.with_suffix(".npy"), durable=False) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, pixels[:len(rows)])
     sidecar = {"shard": job.shard, "rows": rows, "failed": failed}
@@ -81,3 +83,17 @@ def file_identity(stat: os.stat_result) -> list[int]:
     no tool can set back (git's rule). A poster rewritten with its old size and mtime restored
     has a new ctime; only a stat, no read, is needed to know."""
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def shard_is_whole(path: Path) -> bool:
+    """Whether a shard array holds every byte its header promises."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            expected = handle.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return os.path.getsize(path) == expected
+    except (OSError, ValueError):
+        return False

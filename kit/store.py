@@ -28,7 +28,7 @@ from kit.errors import KitError
 from kit.files import read_json, read_table, write_csv, write_json
 from kit.scheduler import check_scheduler, run_jobs
 from kit.imaging import DEFAULT_MAX_PIXELS, DEFAULT_SIZE
-from kit.shards import ShardJob, build_shard, file_identity, shard_name
+from kit.shards import ShardJob, build_shard, file_identity, shard_is_whole, shard_name
 
 DEFAULT_SHARD_SIZE = 256
 INDEX_COLUMNS = ["id", "shard", "row", "source", "source_size", "source_mtime_ns", "checksum"]
@@ -76,12 +76,18 @@ def _check_layout(store_dir: Path, size: tuple[int, int], shard_size: int) -> No
 
 
 def _remove_orphans(store_dir: Path) -> None:
-    """Delete temporary files and shard arrays whose sidecar was never written."""
+    """Delete temporary files, shard arrays whose sidecar was never written, and shards whose
+    array is missing or cut short (a power loss before the disk had it): their posters are
+    stored again."""
     for tmp in store_dir.glob(".shard-*.tmp"):
         tmp.unlink(missing_ok=True)
     for array in store_dir.glob("shard-*.npy"):
         if not array.with_suffix(".json").exists():
             array.unlink(missing_ok=True)
+    for sidecar in store_dir.glob("shard-*.json"):
+        if not shard_is_whole(sidecar.with_suffix(".npy")):
+            sidecar.unlink(missing_ok=True)
+            sidecar.with_suffix(".npy").unlink(missing_ok=True)
 
 
 def plan_jobs(films: pd.DataFrame, root: Path, store_dir: Path, size: tuple[int, int],
@@ -177,7 +183,12 @@ class Store:
     def shard(self, shard: int) -> np.ndarray:
         """The memory-mapped array of one shard (opened once per process)."""
         if shard not in self._shards:
-            self._shards[shard] = np.load(self.dir / f"{shard_name(shard)}.npy", mmap_mode="r")
+            path = self.dir / f"{shard_name(shard)}.npy"
+            try:
+                self._shards[shard] = np.load(path, mmap_mode="r")
+            except (OSError, ValueError, EOFError) as error:
+                raise KitError(f"store shard {path} is missing or cut short ({error}); run "
+                               "`kit prepare` again to store its posters again") from None
         return self._shards[shard]
 
     def positions(self, ids) -> np.ndarray:

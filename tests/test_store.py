@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from kit.errors import KitError
 from kit.imaging import decode_poster
 from kit.ingest import build_catalogue, find_source
 from kit.scheduler import run_jobs
@@ -42,6 +43,31 @@ def test_rerun_skips_unchanged_and_restores_changed_posters(letterboxd_dir, tmp_
     store = Store(tmp_path)
     blue = store[int(store.positions(["1000001"])[0])]
     assert blue[2].mean() > 200 and blue[0].mean() < 50
+
+
+@pytest.mark.parametrize("damage", ["cut short", "emptied", "removed"])
+def test_a_shard_array_lost_to_a_power_cut_is_named_and_stored_again(synthetic_dir, tmp_path,
+                                                                     damage):
+    """Shard arrays are not fsynced (the store is rebuilt from the posters): one that a power
+    loss cut short is an error naming it, and the next run stores its posters again."""
+    films = catalogue(synthetic_dir)
+    build_store(films, synthetic_dir, tmp_path, size=(30, 20), shard_size=100,
+                scheduler="inline")
+    before = Store(tmp_path)
+    expected = np.stack([before[i] for i in range(len(before))])
+    array = tmp_path / "shard-000001.npy"
+    if damage == "removed":
+        array.unlink()
+    else:
+        os.truncate(array, array.stat().st_size // 2 if damage == "cut short" else 0)
+    with pytest.raises(KitError, match="shard-000001.npy is missing or cut short"):
+        Store(tmp_path)[150]
+    again = build_store(films, synthetic_dir, tmp_path, size=(30, 20), shard_size=100,
+                        scheduler="inline")
+    assert again["newly_stored"] == 100 and again["skipped_unchanged"] == 140
+    after = Store(tmp_path)
+    order = after.positions(before.index["id"])
+    np.testing.assert_array_equal(np.stack([after[int(i)] for i in order]), expected)
 
 
 def test_interrupted_run_resumes_to_the_same_store(synthetic_dir, tmp_path):
