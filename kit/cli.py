@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-pixels", type=whole(64, 10**10), default=60_000_000,
                      help="larger images are refused as decompression bombs (60,000,000)")
     sub.add_argument("--chunksize", type=whole(1, 10**8), default=500_000, help="label CSV rows per chunk")
-    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
+    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: one more than the cores, so a worker waiting on the "
+                     "disk leaves its core to another)")
     add_scheduler_argument(sub)
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
