@@ -11,6 +11,7 @@ retries its shard elsewhere and the result is the same bytes as a single-process
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -49,7 +50,7 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
         # it, and they log only critical events: a job's error reaches this process through
         # its future, and closing the cluster mid-job is no error (it printed tracebacks).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        logging = os.environ.get(WORKER_LOGGING)
+        worker_logging = os.environ.get(WORKER_LOGGING)
         os.environ[WORKER_LOGGING] = "critical"
         try:
             with dask.config.set(LOCAL_CLUSTER_CONFIG):
@@ -58,15 +59,20 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
                                        dashboard_address="127.0.0.1:0")   # a free port
         finally:
             signal.signal(signal.SIGINT, previous)
-            if logging is None:
+            if worker_logging is None:
                 os.environ.pop(WORKER_LOGGING, None)
             else:
-                os.environ[WORKER_LOGGING] = logging
+                os.environ[WORKER_LOGGING] = worker_logging
+        # The scheduler runs in this process: Ctrl-C mid-job made it log a gather error.
+        scheduler_log = logging.getLogger("distributed")
+        level = scheduler_log.level
+        scheduler_log.setLevel(logging.CRITICAL)
         try:
             with Client(cluster) as client:
                 yield client
         finally:
             cluster.close()
+            scheduler_log.setLevel(level)
         return
     try:
         client = Client(scheduler, timeout="10s")
