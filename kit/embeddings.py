@@ -1,7 +1,8 @@
 """Frozen-backbone embeddings of every poster of a store, cached on disk shard by shard.
 
 Views of the tall poster: ``full`` (the whole poster), ``top``/``middle``/``bottom`` (square
-crops) and ``flip`` (the whole poster mirrored); a film's embedding concatenates its views.
+crops), ``flip`` (the whole poster mirrored) and ``flip-top``/``flip-middle``/``flip-bottom``
+(the crops mirrored); a film's embedding concatenates its views.
 Each view has its own cache folder mirroring the store: ``emb-000000.npy`` (float16, one row per
 store row) beside ``emb-000000.json`` (written last: its presence commits the shard). A re-run
 embeds only what is missing, so an interrupted run resumes where it stopped and a new combination
@@ -22,23 +23,28 @@ from kit.errors import KitError
 from kit.files import atomic_path, file_digest, read_json, write_json
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
-from kit.train.config import PRECISIONS, resolve_precision
-
-VIEWS = ("full", "top", "middle", "bottom", "flip")
+from kit.train.config import PRECISIONS, VIEWS, resolve_precision
 
 
 def view(images: torch.Tensor, name: str) -> torch.Tensor:
     """One view of a (B, 3, H, W) batch of posters."""
-    height, width = images.shape[-2:]
-    side = min(height, width)
+    if name not in VIEWS:
+        raise KitError(f"unknown view {name!r}; choose from {', '.join(VIEWS)}")
+    if name.startswith("flip"):
+        images, name = images.flip(-1), name[len("flip-"):] or "full"
     if name == "full":
         return images
-    if name == "flip":
-        return images.flip(-1)
-    start = {"top": 0, "middle": (height - side) // 2, "bottom": height - side}.get(name)
-    if start is None:
-        raise KitError(f"unknown view {name!r}; choose from {', '.join(VIEWS)}")
+    height, width = images.shape[-2:]
+    side = min(height, width)
+    start = {"top": 0, "middle": (height - side) // 2, "bottom": height - side}[name]
     return images[..., start:start + side, (width - side) // 2:(width - side) // 2 + side]
+
+
+def mirror_view(name: str) -> str:
+    """The view that shows ``name`` mirrored left to right (``top`` <-> ``flip-top``)."""
+    if name.startswith("flip"):
+        return name[len("flip-"):] or "full"
+    return "flip" if name == "full" else f"flip-{name}"
 
 
 def cache_dir(store: Store, backbone: str, view_name: str, precision: str,

@@ -15,7 +15,7 @@ from kit.errors import KitError
 from kit.competition import Competition
 from kit.predict import predict
 from kit.train.checkpoint import build_model
-from kit.train.config import TrainConfig
+from kit.train.config import TrainConfig, resolve_precision
 from kit.train.data import EpochSampler
 from kit.train.inference import as_model_input
 from kit.train.loop import run_identity
@@ -161,7 +161,10 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ('views = "full"', "views in .*bad.toml must be a non-empty list"),
     ('joined_backbones = ["lenet"]', "unknown joined_backbones .*bad.toml; choose one of"),
     ("dropout = -0.5", "dropout in .*bad.toml must be between"),
-    ("weight_cap = -1", "weight_cap in .*bad.toml must be between")])
+    ("weight_cap = -1", "weight_cap in .*bad.toml must be between"),
+    ("mirror = true", "mirror joins frozen embeddings: set frozen = true .*bad.toml"),
+    ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
+     "joined_backbones and mirror join frozen embeddings: .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):
     config = tmp_path / "bad.toml"
     config.write_text(f'model = "lenet"\n{line}\n')
@@ -313,9 +316,39 @@ def test_joined_backbones_put_their_embeddings_side_by_side(workdir, competition
     best = torch.load(Workdir(workdir).run("joined") / "best.pt", weights_only=False)
     assert best["data_options"]["in_features"] == 1280 + 1280
     assert len(pd.read_csv(submission)) == len(Competition.find(Workdir(workdir)).test_ids())
-    with pytest.raises(KitError, match="needs --frozen"):
-        train(TrainConfig(**TINY, joined_backbones=("efficientnet_lite1",)), Workdir(workdir),
-              "not-frozen")
+    with pytest.raises(KitError, match="joined_backbones joins frozen embeddings"):
+        TrainConfig(**TINY).updated({"joined_backbones": ["efficientnet_lite1"]})
+
+
+def test_mirror_trains_on_a_film_or_its_mirror_and_predicts_the_mean_of_both(
+        workdir, competition, tmp_path):
+    """The mirrored views are embedded beside the views; the head's input per film is the film
+    then its mirror image, and its prediction is the mean of both, whichever comes first."""
+    from kit.embeddings import mirror_view, view
+    images = torch.arange(2 * 3 * 12 * 8, dtype=torch.float32).reshape(2, 3, 12, 8)
+    for name in ("full", "top", "middle", "bottom"):
+        assert torch.equal(view(images, mirror_view(name)), view(images, name).flip(-1))
+        assert mirror_view(mirror_view(name)) == name
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=1, batch_size=32,
+                         views=("full", "top"), mirror=True, head_hidden=16)
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "mirror")
+        predict(Workdir(workdir), "mirror", tmp_path / "subs")
+    store = Competition.find(Workdir(workdir)).store()
+    cached = sorted(folder.name for folder in (store.dir / "embeddings").iterdir())
+    assert [name for name in cached if name.startswith("efficientnet_lite0-")] == [
+        f"efficientnet_lite0-{v}-{resolve_precision('auto')}"
+        for v in ("flip", "flip-top", "full", "top")]
+    best = torch.load(Workdir(workdir).run("mirror") / "best.pt", weights_only=False)
+    assert best["data_options"]["in_features"] == 2 * 1280
+    model = build_model(config, len(best["genres"]), best["data_options"]).eval()
+    model.load_state_dict(best["model_state"])
+    film, mirrored = torch.randn(4, 2 * 1280), torch.randn(4, 2 * 1280)
+    both = model(torch.cat([film, mirrored], 1))
+    torch.testing.assert_close(both, model(torch.cat([mirrored, film], 1)))
+    model.mirror = False
+    alone = [model(half).sigmoid() for half in (film, mirrored)]
+    torch.testing.assert_close(both.sigmoid(), (alone[0] + alone[1]) / 2)
 
 
 def write_config(folder, config: TrainConfig):

@@ -184,11 +184,17 @@ def feature_extractor(name: str, pretrained: str | None = None) -> ImageClassifi
 
 
 class EmbeddingHead(nn.Module):
-    """The head trained on cached embeddings: logistic (``hidden=0``) or one hidden layer."""
+    """The head trained on cached embeddings: logistic (``hidden=0``) or one hidden layer.
+
+    ``mirror``: each input row holds a film's features and then those of its mirror image
+    (``in_features`` each). In training the head sees one of the two at random per film and
+    step, a horizontal flip at the cost of none; in evaluation it returns the mean of the two
+    probabilities as a logit (test-time views)."""
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 0, dropout: float = 0.3,
-                 mean=None, std=None):
+                 mean=None, std=None, mirror: bool = False):
         super().__init__()
+        self.mirror = mirror
         self.register_buffer("mean", torch.zeros(in_features) if mean is None
                              else torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.ones(in_features) if std is None
@@ -201,4 +207,11 @@ class EmbeddingHead(nn.Module):
             self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers((features - self.mean) / self.std)
+        if not self.mirror:
+            return self.layers((features - self.mean) / self.std)
+        pair = features.unflatten(1, (2, -1))                   # (films, [film, mirror], F)
+        if self.training:
+            chosen = torch.randint(0, 2, (len(pair),), device=pair.device)
+            return self.layers((pair[torch.arange(len(pair)), chosen] - self.mean) / self.std)
+        probabilities = self.layers((pair - self.mean) / self.std).float().sigmoid().mean(1)
+        return torch.logit(probabilities, eps=1e-6)

@@ -58,9 +58,8 @@ def build_model(config: TrainConfig, num_classes: int, data_options: dict,
     if config.frozen:
         from kit.models.pretrained import EmbeddingHead
         return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
-                             config.dropout, data_options["mean"], data_options["std"])
-    if config.joined_backbones:
-        raise KitError("joined_backbones joins frozen embeddings: it needs --frozen")
+                             config.dropout, data_options["mean"], data_options["std"],
+                             config.mirror)
     if config.pretrained and not config.model.startswith("timm:"):
         raise KitError(f"--pretrained loads a checkpoint into a timm:<name> model or a frozen "
                        f"backbone; {config.model} trains from its own initial weights")

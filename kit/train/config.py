@@ -25,7 +25,8 @@ LOSSES = ("bce", "asl", "focal")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-VIEWS = ("full", "top", "middle", "bottom", "flip")
+VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
+         "flip-bottom")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size")   # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds")  # safe on resume
@@ -64,6 +65,8 @@ class TrainConfig:
                           choices=VIEWS)
     joined_backbones: tuple = option((), "frozen mode: further Lite backbones whose embeddings "
                                      "are joined to the model's", choices=JOINABLE_BACKBONES)
+    mirror: bool = option(False, "frozen mode: each training step sees a film or its mirror "
+                                 "image at random; predictions are the mean of both")
     head_hidden: int = option(0, "frozen mode: hidden units (0: logistic head)", low=0,
                               high=65536)
     precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
@@ -92,6 +95,13 @@ class TrainConfig:
     folds: int = option(1, "cross-fit: one model per fold of train+valid, thresholds tuned on "
                            "their out-of-fold predictions, their mean predicts (1: off)",
                         low=1, high=100)
+
+    def __post_init__(self):
+        frozen_only = [name for name in ("joined_backbones", "mirror") if getattr(self, name)]
+        if frozen_only and not self.frozen:
+            them = "them" if len(frozen_only) > 1 else "it"
+            raise KitError(f"{' and '.join(frozen_only)} join{'' if them == 'them' else 's'} "
+                           f"frozen embeddings: set frozen = true (--frozen) or leave {them} out")
 
     @property
     def bf16_training(self) -> bool:
@@ -132,7 +142,10 @@ class TrainConfig:
             raise KitError(f"unknown settings in {origin}: {', '.join(unknown)}")
         checked = {name: check_value(known[name], value, origin)
                    for name, value in values.items()}
-        return replace(self, **checked)
+        try:
+            return replace(self, **checked)
+        except KitError as error:                    # a combination __post_init__ refuses
+            raise KitError(f"{error} (in {origin})") from None
 
 
 def _types() -> dict[str, object]:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from kit import balancing
 from kit.competition import Competition
-from kit.embeddings import EmbeddingCache, embed_store
+from kit.embeddings import EmbeddingCache, embed_store, mirror_view
 from kit.splits import stratified_folds
 from kit.train.config import TrainConfig, resolve_precision
 from kit.train.distributed import epoch_seed, run_seed
@@ -97,23 +97,31 @@ def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.
 
 def embed_for(config: TrainConfig, store, scheduler: str = "auto"):
     """The frozen backbones' embedding cache for every poster of the store (built if missing):
-    the model's views, then those of each joined backbone, side by side."""
-    caches = [embed_store(store, backbone, tuple(config.views),
-                          resolve_precision(config.precision),
+    the model's views, then those of each joined backbone, side by side; with ``mirror``, the
+    same again for the mirrored views."""
+    view_sets = [tuple(config.views)]
+    if config.mirror:
+        view_sets.append(tuple(mirror_view(name) for name in config.views))
+    caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
                           pretrained=config.pretrained if backbone == config.model else None,
                           scheduler=scheduler)
+              for views in view_sets
               for backbone in dict.fromkeys((config.model, *config.joined_backbones))]
     return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
 
 
-def feature_scaling(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of the training features, for the frozen head's standardisation.
+def feature_scaling(train_x: torch.Tensor, mirror: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training features, for the frozen head's standardisation (with
+    ``mirror``, of the films and their mirror images, the two halves of each row, together).
 
     A feature (nearly) constant on the training films, as many are on a training set smaller
     than the feature count, teaches the head nothing but may vary on other films; a std clamped
     near zero turned that into z-scores of 100,000 on valid films. Such a feature gets a std far
     above the typical one, so it stays near zero everywhere."""
     values = train_x.float()
+    if mirror:
+        values = values.unflatten(1, (2, -1)).flatten(0, 1)
     mean, std = values.mean(0), values.std(0)          # one film: std is NaN, so constant
     spread = std[std > 0]
     typical = float(spread.median()) if len(spread) else 1.0
@@ -147,8 +155,8 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         valid_x = torch.from_numpy(cache.features(valid_positions))
         train_set = TensorDataset(train_x, torch.from_numpy(train_y))
         valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
-        mean, std = feature_scaling(train_x)
-        data_options = {"in_features": int(train_x.shape[1]), "mean": mean.tolist(),
+        mean, std = feature_scaling(train_x, config.mirror)
+        data_options = {"in_features": len(mean), "mean": mean.tolist(),
                         "std": std.tolist()}
     else:
         train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
