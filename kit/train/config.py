@@ -29,7 +29,8 @@ VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size")   # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
-RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds")  # safe on resume
+RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
+                     "micro_weight")                                   # safe on resume
 
 
 def native_bf16() -> bool:
@@ -90,6 +91,9 @@ class TrainConfig:
     patience: int = option(5, "early stopping patience in epochs", low=1, high=100_000)
     augment: bool = option(False, "albumentations flips, affine and colour jitter")
     tune_thresholds: bool = option(True, "tune per-genre thresholds on valid (or out of fold)")
+    micro_weight: float = option(0.0, "threshold tuning maximises macro F1 + this weight x "
+                                      "micro F1 of all genres' decisions together (0: each "
+                                      "genre its own best F1)", low=0.0, high=100.0)
     seed: int = option(0, "random seed", low=0, high=2**31 - 1)
     workers: int = option(0, "data loader processes", low=0, high=256)
     folds: int = option(1, "cross-fit: one model per fold of train+valid, thresholds tuned on "

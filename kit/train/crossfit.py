@@ -46,7 +46,8 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
                for checkpoint, origin in zip(checkpoints, origins)]
     probabilities = np.concatenate([c["valid"]["probabilities"] for c in checkpoints])
     labels = np.concatenate([c["valid"]["labels"] for c in checkpoints])
-    thresholds = decision_thresholds(config.tune_thresholds, probabilities, labels)
+    thresholds = decision_thresholds(config.tune_thresholds, probabilities, labels,
+                                     config.micro_weight)
     write_checkpoint(run_dir / "best.pt", config, genres, competition.name,
                      {"members": [c["data_options"] for c in checkpoints]}, run_name,
                      Ensemble(members).state_dict(), thresholds=thresholds.tolist())

@@ -208,7 +208,8 @@ def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn
     best = read_checkpoint(run_dir / "best.pt", f"run {run_name!r}")
     load_weights(model, best["model_state"], f"run {run_name!r}")
     probabilities, _ = predict_probabilities(model, valid_loader)
-    thresholds = decision_thresholds(config.tune_thresholds, probabilities, valid_labels)
+    thresholds = decision_thresholds(config.tune_thresholds, probabilities, valid_labels,
+                                     config.micro_weight)
     micro, macro = f1_micro_macro(valid_labels, probabilities >= thresholds)
     summary = {"run": run_name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
                "best_valid_loss": round(state["best_loss"], 5),
