@@ -11,6 +11,7 @@ from kit.console import console, summary
 from kit.arguments import SEED, WORKERS, number, whole
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
+from kit.threshold_study import add_command as add_threshold_command
 from kit.workdir import DEFAULT_WORKDIR, Workdir
 
 
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--seed", type=SEED, default=0)
     add_balance_arguments(sub)
+    add_threshold_command(command)
     add_hosted_commands(command, add_scheduler_argument)
     return parser
 

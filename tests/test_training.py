@@ -468,6 +468,18 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert sum(len(m["valid"]["labels"]) for m in members) == summary["out_of_fold_films"]
     ensemble = torch.load(run / "best.pt", weights_only=False)
     assert len(ensemble["thresholds"]) == len(ensemble["genres"])
+    np.testing.assert_array_equal(ensemble["valid"]["labels"],
+                                  np.concatenate([m["valid"]["labels"] for m in members]))
+    study = [sys.executable, "-m", "kit", "thresholds", "--micro-weight", "0", "1", "--parts",
+             "3", "--json", "--workdir", str(workdir), "--run"]
+    result = json.loads(subprocess.run(study + ["xfit"], capture_output=True, text=True,
+                                       check=True).stdout.splitlines()[-1])
+    assert result["films"] == summary["out_of_fold_films"]
+    assert [row["micro_weight"] for row in result["results"]] == [0, 1]
+    assert all(0 <= row["f1_micro"] <= 1 and 0 <= row["f1_macro"] <= 1
+               for row in result["results"])
+    missing = subprocess.run(study + ["nope"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "run nope has no best.pt" in missing.stderr
 
     predict(Workdir(workdir), "xfit", tmp_path, raw=True)
     submitted = pd.read_csv(tmp_path / "xfit.csv").drop(columns="id").to_numpy()

@@ -50,7 +50,8 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
                                      config.micro_weight)
     write_checkpoint(run_dir / "best.pt", config, genres, competition.name,
                      {"members": [c["data_options"] for c in checkpoints]}, run_name,
-                     Ensemble(members).state_dict(), thresholds=thresholds.tolist())
+                     Ensemble(members).state_dict(), thresholds=thresholds.tolist(),
+                     valid={"probabilities": probabilities, "labels": labels})
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
     micro, macro = f1_micro_macro(labels, probabilities >= thresholds)
     summary = {

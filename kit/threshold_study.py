@@ -1,0 +1,71 @@
+"""`kit thresholds`: how a run's threshold rule scores on films it was not tuned on.
+
+A run's tuned F1 is measured on the predictions its thresholds were tuned on, which flatters
+them. This takes the predictions a run tuned on (a cross-fitted run: every pooled film's
+out-of-fold prediction), cuts them into multilabel-stratified parts, tunes each part's
+thresholds on the other parts for every micro weight asked (`--micro-weight`) and scores the
+pooled decisions: a weight is chosen there, never on a test part.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kit.console import console, table
+from kit.errors import KitError
+from kit.workdir import Workdir
+
+DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def threshold_study(workdir: Workdir, run: str, weights=DEFAULT_WEIGHTS, parts: int = 10,
+                    seed: int = 0) -> dict:
+    """Micro and macro F1 of each micro weight's thresholds, tuned on other parts of the run's
+    valid (or out-of-fold) predictions than the films they decide."""
+    from eval.metrics import f1_micro_macro
+    from kit.splits import stratified_folds
+    from kit.train.checkpoint import read_checkpoint
+    from kit.train.thresholds import tune_thresholds
+    origin = f"run {run}"
+    checkpoint = read_checkpoint(workdir.run(run) / "best.pt", origin)
+    if "valid" not in checkpoint:
+        raise KitError(f"{origin} was trained by an earlier kit version that did not keep its "
+                       "valid predictions in best.pt; train it again under another --name")
+    probabilities = np.asarray(checkpoint["valid"]["probabilities"], dtype=np.float64)
+    labels = np.asarray(checkpoint["valid"]["labels"]).astype(bool)
+    if len(labels) < 2 * parts:
+        raise KitError(f"{origin} tuned on {len(labels)} films: too few to cut into {parts} parts")
+    part_of = stratified_folds(labels, parts, seed)
+    rows = []
+    for weight in weights:
+        decided = np.zeros_like(labels)
+        for part in range(parts):
+            held = part_of == part
+            thresholds = tune_thresholds(probabilities[~held], labels[~held], weight)
+            decided[held] = probabilities[held] >= thresholds
+        micro, macro = f1_micro_macro(labels, decided)
+        rows.append({"micro_weight": weight, "f1_micro": round(micro, 4),
+                     "f1_macro": round(macro, 4)})
+    console.print(table(f"run {run}: thresholds tuned on {parts - 1} of {parts} parts of its "
+                        f"{len(labels)} tuning films, scored on the last",
+                        ["micro weight", "micro F1", "macro F1"],
+                        ([r["micro_weight"], r["f1_micro"], r["f1_macro"]] for r in rows)))
+    return {"run": run, "films": len(labels), "parts": parts, "results": rows}
+
+
+def cmd_thresholds(args) -> dict:
+    result = threshold_study(Workdir(args.workdir), args.run, tuple(args.micro_weight),
+                             args.parts)
+    return None if not args.json else result
+
+
+def add_command(command) -> None:
+    """Register `kit thresholds` with the command line's ``command`` factory."""
+    from kit.arguments import number, whole
+    sub = command("thresholds", cmd_thresholds, "score threshold rules of a run on films they "
+                  "were not tuned on (out-of-fold thresholds), to choose --micro-weight")
+    sub.add_argument("--run", required=True, help="run name")
+    sub.add_argument("--micro-weight", type=number(0.0, 100.0), nargs="+",
+                     default=list(DEFAULT_WEIGHTS), help="weights to compare (default: "
+                     "%(default)s)")
+    sub.add_argument("--parts", type=whole(2, 100), default=10,
+                     help="parts the tuning films are cut into (default: %(default)s)")
