@@ -48,7 +48,7 @@ def threshold_study(workdir: Workdir, run: str, weights=DEFAULT_WEIGHTS, parts: 
     console.print(table(f"run {run}: thresholds tuned on {parts - 1} of {parts} parts of its "
                         f"{len(labels)} tuning films, scored on the last",
                         ["micro weight", "micro F1", "macro F1"],
-                        ([r["micro_weight"], r["f1_micro"], r["f1_macro"]] for r in rows)))
+                        ([f"{r['micro_weight']:g}", r["f1_micro"], r["f1_macro"]] for r in rows)))
     return {"run": run, "films": len(labels), "parts": parts, "results": rows}
 
 
