@@ -18,7 +18,7 @@ import pandas as pd
 
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import atomic_path, read_json, read_table
+from kit.files import atomic_path, file_digest, read_json, read_table
 from kit.workdir import Workdir, safe_name
 
 PUBLIC_FILES = ("train.csv", "test.csv", "genres.txt", "sample_submission.csv",
@@ -85,12 +85,9 @@ def bundle_members(competition: Competition, rules: dict, server: str | None
         test=len(competition.test_ids()), server=server or "ask the organiser",
         **{**rules, "deadline": rules.get("deadline") or "none"}).encode()
     ordered = sorted(members.items())
-    manifest = "".join(f"{_sha256(data)}  {path}\n" for path, data in ordered)
+    manifest = "".join(f"{hashlib.sha256(_content(data)).hexdigest()}  {path}\n"
+                       for path, data in ordered)
     return ordered + [(MANIFEST, manifest.encode())]
-
-
-def _sha256(data: bytes | Path) -> str:
-    return hashlib.sha256(data if isinstance(data, bytes) else data.read_bytes()).hexdigest()
 
 
 def _content(data: bytes | Path) -> bytes:
@@ -119,7 +116,7 @@ def export_bundle(workdir: Workdir, competition: str | None, out: str | None,
             _write_tar(tmp, found.name, members)
     return {"competition": found.name, "bundle": str(out), "files": len(members),
             "bytes": out.stat().st_size,
-            "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+            "sha256": file_digest(out)}
 
 
 def _write_tar(path: Path, top: str, members) -> None:
