@@ -6,9 +6,13 @@ from tests.conftest import run_cli
 
 def test_every_shipped_baseline_is_a_valid_config():
     from kit.train.config import TrainConfig
-    for name in ("lenet", "lenet-min-per-genre", "lite0-frozen", "lite2-frozen", "lite2-crossfit"):
-        TrainConfig.from_file(baseline_file(name))
-    assert TrainConfig.from_file(baseline_file("lite2-crossfit")).folds == 10
+    shipped = sorted(baseline_file("lenet").parent.glob("*.toml"))
+    assert len(shipped) >= 6
+    for path in shipped:
+        assert baseline_file(path.stem) == path
+        TrainConfig.from_file(path)
+    best = TrainConfig.from_file(baseline_file("lite2-mirror-crossfit"))
+    assert best.folds == 10 and best.mirror and best.micro_weight == 0.2
 
 
 def test_baseline_runs_from_data_to_score(synthetic_dir, tmp_path, capsys):
