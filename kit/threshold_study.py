@@ -45,17 +45,20 @@ def threshold_study(workdir: Workdir, run: str, weights=DEFAULT_WEIGHTS, parts: 
         micro, macro = f1_micro_macro(labels, decided)
         rows.append({"micro_weight": weight, "f1_micro": round(micro, 4),
                      "f1_macro": round(macro, 4)})
-    console.print(table(f"run {run}: thresholds tuned on {parts - 1} of {parts} parts of its "
-                        f"{len(labels)} tuning films, scored on the last",
-                        ["micro weight", "micro F1", "macro F1"],
-                        ([f"{r['micro_weight']:g}", r["f1_micro"], r["f1_macro"]] for r in rows)))
     return {"run": run, "films": len(labels), "parts": parts, "results": rows}
 
 
-def cmd_thresholds(args) -> dict:
+def cmd_thresholds(args) -> dict | None:
     result = threshold_study(Workdir(args.workdir), args.run, tuple(args.micro_weight),
                              args.parts)
-    return None if not args.json else result
+    if args.json:
+        return result
+    console.print(table(f"run {args.run}: thresholds tuned on {args.parts - 1} of {args.parts} "
+                        f"parts of its {result['films']} tuning films, scored on the last",
+                        ["micro weight", "micro F1", "macro F1"],
+                        ([f"{r['micro_weight']:g}", r["f1_micro"], r["f1_macro"]]
+                         for r in result["results"])))
+    return None
 
 
 def add_command(command) -> None:
