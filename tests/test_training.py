@@ -125,6 +125,18 @@ def test_same_seed_same_weights(workdir):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_frozen_run_gets_the_same_weights_whether_or_not_it_embedded_first(workdir):
+    """The first run embeds its view (loading the backbone draws random initial weights), the
+    second finds the cache: the head's initial weights must not depend on which happened."""
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("flip-middle",),
+                         epochs=1, batch_size=32)
+    for name in ("embeds-first", "cache-found"):
+        train(config, Workdir(workdir), name)
+    a, b = (torch.load(Workdir(workdir).run(n) / "best.pt", weights_only=False)["model_state"]
+            for n in ("embeds-first", "cache-found"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("balance, loss", [("class-weight", "bce"), ("sampler", "asl"),
                                            ("min-per-genre", "focal")])
 def test_balancing_strategies_and_losses_train(workdir, balance, loss):

@@ -101,8 +101,8 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
                        "it or choose another --name")
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // process.world))
     seed = run_seed(config.seed, fold)
-    seed_everything(seed)
     data = prepare_data(config, competition, scheduler, fold)
+    seed_everything(seed)     # after any embedding, whose backbone draws random initial weights
     model = build_model(config, len(data.genres), data.data_options)
     init_output_bias(model, data.train_labels.mean(0, dtype=np.float64))
     criterion = make_loss(config.loss, data.plan.pos_weight)
