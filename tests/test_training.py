@@ -505,7 +505,16 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert isinstance(build_model(config, 3, ensemble["data_options"]), Ensemble)
     np.testing.assert_allclose(submitted, np.mean(expected, axis=0), atol=1e-5)   # float32 noise
 
-    assert train(config, Workdir(workdir), "xfit", resume=True)["folds"] == 3
+    from dataclasses import replace
+    from kit.train.thresholds import tune_thresholds
+    assert train(replace(config, micro_weight=1.0), Workdir(workdir), "xfit",
+                 resume=True)["folds"] == 3                    # re-tunes, trains nothing
+    retuned = torch.load(run / "best.pt", weights_only=False)
+    assert retuned["model_state"].keys() == ensemble["model_state"].keys() and all(
+        torch.equal(retuned["model_state"][k], ensemble["model_state"][k])
+        for k in ensemble["model_state"])
+    np.testing.assert_array_equal(retuned["thresholds"], tune_thresholds(
+        retuned["valid"]["probabilities"], retuned["valid"]["labels"], 1.0))
     with pytest.raises(KitError, match="'xfit/fold-1' exists"):
         train(config, Workdir(workdir), "xfit")
 
