@@ -75,3 +75,18 @@ def poster_grid(images: list[np.ndarray], truths: list[str], predictions: list[s
         axis.set_title(caption, fontsize=7, color="darkgreen" if hits else "darkred")
     figure.suptitle(title)
     return save(figure, path)
+
+
+def trade_off(points: list[tuple[str, float, float]], title: str, path: str | Path) -> Path:
+    """Micro F1 against macro F1, one labelled point per setting, joined in the given order."""
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    macro = [p[1] for p in points]
+    micro = [p[2] for p in points]
+    axis.plot(macro, micro, "o-", color="tab:blue")
+    for label, x, y in points:
+        axis.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axis.set_xlabel("macro F1")
+    axis.set_ylabel("micro F1")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    return save(figure, path)

@@ -4,7 +4,8 @@ A run's tuned F1 is measured on the predictions its thresholds were tuned on, wh
 them. This takes the predictions a run tuned on (a cross-fitted run: every pooled film's
 out-of-fold prediction), cuts them into multilabel-stratified parts, tunes each part's
 thresholds on the other parts for every micro weight asked (`--micro-weight`) and scores the
-pooled decisions: a weight is chosen there, never on a test part.
+pooled decisions: a weight is chosen there, never on a test part. The trade-off between micro
+and macro F1 is drawn to ``runs/<run>/thresholds.png``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,13 @@ def threshold_study(workdir: Workdir, run: str, weights=DEFAULT_WEIGHTS, parts: 
         micro, macro = f1_micro_macro(labels, decided)
         rows.append({"micro_weight": weight, "f1_micro": round(micro, 4),
                      "f1_macro": round(macro, 4)})
-    return {"run": run, "films": len(labels), "parts": parts, "results": rows}
+    from kit.plots import trade_off
+    plot = trade_off([(f"weight {r['micro_weight']:g}", r["f1_macro"], r["f1_micro"])
+                      for r in rows],
+                     f"run {run}: thresholds scored on films they were not tuned on",
+                     workdir.run(run) / "thresholds.png")
+    return {"run": run, "films": len(labels), "parts": parts, "results": rows,
+            "plot": str(plot)}
 
 
 def cmd_thresholds(args) -> dict | None:
@@ -58,6 +65,7 @@ def cmd_thresholds(args) -> dict | None:
                         ["micro weight", "micro F1", "macro F1"],
                         ([f"{r['micro_weight']:g}", r["f1_micro"], r["f1_macro"]]
                          for r in result["results"])))
+    console.print(f"plot: {result['plot']}")
     return None
 
 

@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -489,6 +490,7 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert [row["micro_weight"] for row in result["results"]] == [0, 1]
     assert all(0 <= row["f1_micro"] <= 1 and 0 <= row["f1_macro"] <= 1
                for row in result["results"])
+    assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = subprocess.run(study + ["nope"], capture_output=True, text=True)
     assert missing.returncode == 2 and "run nope has no best.pt" in missing.stderr
 
