@@ -18,9 +18,11 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, micro_weight:
     many false positives that micro F1 counts; a higher one trades little of the first for much
     of the second."""
     truth = labels.astype(bool)
-    decided = probabilities[None] >= THRESHOLD_GRID[:, None, None]     # (grid, films, genres)
-    hits = (decided & truth).sum(1).astype(np.float64)                  # (grid, genres)
-    false = (decided & ~truth).sum(1).astype(np.float64)
+    hits, false = (np.empty((len(THRESHOLD_GRID), labels.shape[1])) for _ in range(2))
+    for genre in range(labels.shape[1]):          # one (grid, films) matrix at a time
+        decided = probabilities[:, genre][None] >= THRESHOLD_GRID[:, None]
+        hits[:, genre] = (decided & truth[:, genre]).sum(1)
+        false[:, genre] = (decided & ~truth[:, genre]).sum(1)              # (grid, genres)
     missed = truth.sum(0) - hits
     f1 = 2 * hits / np.maximum(2 * hits + false + missed, 1)
     present = truth.any(0)
