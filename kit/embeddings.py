@@ -30,8 +30,9 @@ def view(images: torch.Tensor, name: str) -> torch.Tensor:
     """One view of a (B, 3, H, W) batch of posters."""
     if name not in VIEWS:
         raise KitError(f"unknown view {name!r}; choose from {', '.join(VIEWS)}")
-    if name.startswith("flip"):
-        images, name = images.flip(-1), name[len("flip-"):] or "full"
+    mirrored, name = _unmirrored(name)
+    if mirrored:
+        images = images.flip(-1)
     if name == "full":
         return images
     height, width = images.shape[-2:]
@@ -40,11 +41,19 @@ def view(images: torch.Tensor, name: str) -> torch.Tensor:
     return images[..., start:start + side, (width - side) // 2:(width - side) // 2 + side]
 
 
+def _unmirrored(name: str) -> tuple[bool, str]:
+    """Whether view ``name`` is mirrored, and the view it mirrors (``flip-top``: True, top)."""
+    if name.startswith("flip"):
+        return True, name[len("flip-"):] or "full"
+    return False, name
+
+
 def mirror_view(name: str) -> str:
     """The view that shows ``name`` mirrored left to right (``top`` <-> ``flip-top``)."""
-    if name.startswith("flip"):
-        return name[len("flip-"):] or "full"
-    return "flip" if name == "full" else f"flip-{name}"
+    mirrored, base = _unmirrored(name)
+    if mirrored:
+        return base
+    return "flip" if base == "full" else f"flip-{base}"
 
 
 def cache_dir(store: Store, backbone: str, view_name: str, precision: str,
