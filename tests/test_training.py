@@ -176,9 +176,9 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ('joined_backbones = ["lenet"]', "unknown joined_backbones .*bad.toml; choose one of"),
     ("dropout = -0.5", "dropout in .*bad.toml must be between"),
     ("weight_cap = -1", "weight_cap in .*bad.toml must be between"),
-    ("mirror = true", "mirror joins frozen embeddings: set frozen = true .*bad.toml"),
+    ("mirror = true", "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
-     "joined_backbones and mirror join frozen embeddings: .* leave them out .*bad.toml")])
+     "without frozen = true: joined_backbones, mirror; .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):
     config = tmp_path / "bad.toml"
     config.write_text(f'model = "lenet"\n{line}\n')
@@ -361,7 +361,7 @@ def test_joined_backbones_put_their_embeddings_side_by_side(workdir, competition
     best = torch.load(Workdir(workdir).run("joined") / "best.pt", weights_only=False)
     assert best["data_options"]["in_features"] == 1280 + 1280
     assert len(pd.read_csv(submission)) == len(Competition.find(Workdir(workdir)).test_ids())
-    with pytest.raises(KitError, match="joined_backbones joins frozen embeddings"):
+    with pytest.raises(KitError, match="without frozen = true: joined_backbones;"):
         TrainConfig(**TINY).updated({"joined_backbones": ["efficientnet_lite1"]})
 
 
@@ -493,6 +493,8 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = subprocess.run(study + ["nope"], capture_output=True, text=True)
     assert missing.returncode == 2 and "run nope has no best.pt" in missing.stderr
+    too_many = subprocess.run(study + ["xfit", "--parts", "100"], capture_output=True, text=True)
+    assert too_many.returncode == 2 and "too few to cut into 100 parts" in too_many.stderr
 
     predict(Workdir(workdir), "xfit", tmp_path, raw=True)
     submitted = pd.read_csv(tmp_path / "xfit.csv").drop(columns="id").to_numpy()

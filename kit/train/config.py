@@ -103,9 +103,8 @@ class TrainConfig:
     def __post_init__(self):
         frozen_only = [name for name in ("joined_backbones", "mirror") if getattr(self, name)]
         if frozen_only and not self.frozen:
-            them = "them" if len(frozen_only) > 1 else "it"
-            raise KitError(f"{' and '.join(frozen_only)} join{'' if them == 'them' else 's'} "
-                           f"frozen embeddings: set frozen = true (--frozen) or leave {them} out")
+            raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
+                           "; set frozen = true (--frozen) or leave them out")
 
     @property
     def bf16_training(self) -> bool:
