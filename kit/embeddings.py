@@ -57,12 +57,14 @@ def mirror_view(name: str) -> str:
 
 
 def cache_dir(store: Store, backbone: str, view_name: str, precision: str,
-              pretrained: str | None = None) -> Path:
+              pretrained: str | None = None, tuned_stages: int = 0) -> Path:
     """Folder of the embedding cache for a backbone, its weights (the content of a
-    ``--pretrained`` file, not its name), one view and a precision."""
+    ``--pretrained`` file, not its name), one view and a precision; with ``tuned_stages``,
+    of the maps the backbone's last ``tuned_stages`` stages take."""
     label = backbone.replace(":", "-").replace("/", "-")
     weights = f"-weights-{file_digest(pretrained)[:16]}" if pretrained else ""
-    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}"
+    maps = f"-maps-{tuned_stages}" if tuned_stages else ""
+    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{maps}"
 
 
 def check_settings(views: tuple[str, ...], precision: str) -> None:
@@ -75,14 +77,15 @@ def check_settings(views: tuple[str, ...], precision: str) -> None:
 
 
 class Embedder:
-    """A frozen backbone that turns uint8 poster batches into embeddings of one view."""
+    """A frozen backbone that turns uint8 poster batches into embeddings of one view (with
+    ``tuned_stages``, into the flattened maps the last ``tuned_stages`` stages take)."""
 
     def __init__(self, backbone: str, view_name: str = "full", precision: str = "bf16",
-                 pretrained: str | None = None):
+                 pretrained: str | None = None, tuned_stages: int = 0):
         from kit.models.pretrained import feature_extractor
         check_settings((view_name,), precision)
         self.view, self.precision = view_name, precision
-        self.model = feature_extractor(backbone, pretrained)
+        self.model = feature_extractor(backbone, pretrained, tuned_stages)
         self.model.network.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -91,7 +94,8 @@ class Embedder:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             pixels = self.model.preprocess(view(batch, self.view))
             features = self.model.network(pixels)
-        return features.float().numpy().astype(np.float16)
+        self.shape = list(features.shape[1:])
+        return features.flatten(1).float().numpy().astype(np.float16)
 
 
 def _shard_digest(store: Store, shard: int) -> str:
@@ -111,18 +115,20 @@ class EmbedJob:
     pretrained: str | None
     out: str
     batch_size: int
+    tuned_stages: int = 0
 
 
 @lru_cache(maxsize=2)
-def _embedder(backbone: str, view_name: str, precision: str,
-              pretrained: str | None) -> Embedder:
+def _embedder(backbone: str, view_name: str, precision: str, pretrained: str | None,
+              tuned_stages: int) -> Embedder:
     """One backbone per worker process and view, loaded on its first shard."""
-    return Embedder(backbone, view_name, precision, pretrained)
+    return Embedder(backbone, view_name, precision, pretrained, tuned_stages)
 
 
 def embed_shard(job: EmbedJob) -> int:
     """Embed every row of one store shard and commit it to the cache; returns the row count."""
-    embedder = _embedder(job.backbone, job.view, job.precision, job.pretrained)
+    embedder = _embedder(job.backbone, job.view, job.precision, job.pretrained,
+                         job.tuned_stages)
     pixels = np.load(Path(job.store_dir) / f"{shard_name(job.shard)}.npy", mmap_mode="r")
     parts = [embedder(pixels[start:start + job.batch_size])
              for start in range(0, len(pixels), job.batch_size)]
@@ -132,14 +138,17 @@ def embed_shard(job: EmbedJob) -> int:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
     write_json(base.with_suffix(".json"), {"shard": job.shard, "rows": len(features),
-                                           "digest": job.digest})
+                                           "digest": job.digest,
+                                           "shape": getattr(embedder, "shape", None)})
     return len(features)
 
 
 def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
                 precision: str = "auto", batch_size: int = 64, pretrained: str | None = None,
-                scheduler: str = "auto", workers: int | None = None) -> "EmbeddingCache":
+                scheduler: str = "auto", workers: int | None = None, tuned_stages: int = 0
+                ) -> "EmbeddingCache":
     """Embed every store shard the index uses that the cache does not hold yet; resumable.
+    ``tuned_stages``: cache the maps the backbone's last ``tuned_stages`` stages take instead.
 
     Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
     single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
@@ -151,17 +160,17 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
     digests = {s: _shard_digest(store, s) for s in shards}
     folders, jobs = [], []
     for name in views:
-        out = cache_dir(store, backbone, name, precision, pretrained)
+        out = cache_dir(store, backbone, name, precision, pretrained, tuned_stages)
         out.mkdir(parents=True, exist_ok=True)
         for stray in out.glob(".emb-*.tmp"):
             stray.unlink(missing_ok=True)
         folders.append(out)
         jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, pretrained,
-                          str(out), batch_size)
+                          str(out), batch_size, tuned_stages)
                  for s in shards if not _committed(out, s, digests[s])]
     if jobs:
         from kit.models.pretrained import feature_extractor
-        feature_extractor(backbone, pretrained)       # fail fast, before any worker starts
+        feature_extractor(backbone, pretrained, tuned_stages)   # fail fast, before workers
         total = int(sum(len(store.shard(job.shard)) for job in jobs))
         for _ in track(run_jobs(embed_shard, jobs, scheduler, workers), total,
                        f"embedding with {backbone}", "posters", size=int):
@@ -185,6 +194,16 @@ class EmbeddingCache:
     def joined(cls, caches: list["EmbeddingCache"]) -> "EmbeddingCache":
         """One cache whose features are those of ``caches`` side by side (same store)."""
         return cls(caches[0].store, [folder for cache in caches for folder in cache.dirs])
+
+    def row_shape(self) -> list[int]:
+        """The shape of one view's rows before they were flattened ([F] for pooled features,
+        [C, H, W] for maps), as the first committed shard records it."""
+        first = min(self.dirs[0].glob("emb-*.json"), default=None)
+        shape = read_json(first).get("shape") if first else None
+        if not shape:
+            raise KitError(f"embedding cache {self.dirs[0]} does not record its maps' shape; "
+                           "delete the folder to embed it again")
+        return shape
 
     def _shard(self, view_index: int, shard: int) -> np.ndarray:
         if (view_index, shard) not in self._shards:

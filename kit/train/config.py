@@ -27,7 +27,8 @@ PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
-SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size")   # kit search --space
+SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
+              "tuned_stages", "backbone_lr")                           # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight")                                   # safe on resume
@@ -68,6 +69,11 @@ class TrainConfig:
                                      "are joined to the model's", choices=JOINABLE_BACKBONES)
     mirror: bool = option(False, "frozen mode: each training step sees a film or its mirror "
                                  "image at random; predictions are the mean of both")
+    tuned_stages: int = option(0, "frozen mode: the backbone's last N stages train with the "
+                                  "head, on cached maps of the stages before them (partial "
+                                  "fine-tuning; 0: the head alone)", low=0, high=6)
+    backbone_lr: float = option(1e-4, "learning rate of the tuned stages (tuned_stages > 0)",
+                                low=1e-12, high=10.0)
     head_hidden: int = option(0, "frozen mode: hidden units (0: logistic head)", low=0,
                               high=65536)
     precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
@@ -101,10 +107,14 @@ class TrainConfig:
                         low=1, high=100)
 
     def __post_init__(self):
-        frozen_only = [name for name in ("joined_backbones", "mirror") if getattr(self, name)]
+        frozen_only = [name for name in ("joined_backbones", "mirror", "tuned_stages")
+                       if getattr(self, name)]
         if frozen_only and not self.frozen:
             raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
                            "; set frozen = true (--frozen) or leave them out")
+        if self.tuned_stages and self.joined_backbones:
+            raise KitError("tuned_stages tunes the stages of one backbone; leave out "
+                           "joined_backbones or set tuned_stages = 0")
 
     @property
     def bf16_training(self) -> bool:

@@ -95,16 +95,18 @@ def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.
                           weight_cap=config.weight_cap, genres=genres)
 
 
-def embed_for(config: TrainConfig, store, scheduler: str = "auto"):
+def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool = False):
     """The frozen backbones' embedding cache for every poster of the store (built if missing):
     the model's views, then those of each joined backbone, side by side; with ``mirror``, the
-    same again for the mirrored views."""
+    same again for the mirrored views. With ``tuned_stages``, the maps those stages take, or
+    with ``pooled`` the pooled features all the same."""
     view_sets = [tuple(config.views)]
     if config.mirror:
         view_sets.append(tuple(mirror_view(name) for name in config.views))
     caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
                           pretrained=config.pretrained if backbone == config.model else None,
-                          scheduler=scheduler)
+                          scheduler=scheduler,
+                          tuned_stages=0 if pooled else config.tuned_stages)
               for views in view_sets
               for backbone in dict.fromkeys((config.model, *config.joined_backbones))]
     return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
@@ -155,9 +157,15 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         valid_x = torch.from_numpy(cache.features(valid_positions))
         train_set = TensorDataset(train_x, torch.from_numpy(train_y))
         valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
-        mean, std = feature_scaling(train_x, config.mirror)
-        data_options = {"in_features": len(mean), "mean": mean.tolist(),
-                        "std": std.tolist()}
+        if config.tuned_stages:     # standardised as the untuned stages' features are
+            pooled = torch.from_numpy(embed_for(config, store, scheduler, pooled=True)
+                                      .features(train_positions))
+            mean, std = feature_scaling(pooled, config.mirror)
+            data_options = {"map_shape": cache.row_shape()}
+        else:
+            mean, std = feature_scaling(train_x, config.mirror)
+            data_options = {}
+        data_options.update(in_features=len(mean), mean=mean.tolist(), std=std.tolist())
     else:
         train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
         valid_set = PosterDataset(store, valid_positions, valid_y)

@@ -40,10 +40,15 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The configured optimiser over the trainable parameters; Adam and AdamW run fused (one
-    kernel for every parameter: half the step time of a frozen-feature head on a CPU)."""
+    """The configured optimiser over the trainable parameters, the tuned stages of a backbone
+    (``encoder``) at ``backbone_lr``; Adam and AdamW run fused (one kernel for every
+    parameter: half the step time of a frozen-feature head on a CPU)."""
     options = {"fused": True} if config.optimizer in ("adam", "adamw") else {}
-    return OPTIMIZERS[config.optimizer]([p for p in model.parameters() if p.requires_grad],
+    tuned = {id(p) for name, p in model.named_parameters() if name.startswith("encoder.")}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad
+                          and (id(p) in tuned) == is_tuned],
+               "lr": config.backbone_lr if is_tuned else config.lr} for is_tuned in (False, True)]
+    return OPTIMIZERS[config.optimizer]([group for group in groups if group["params"]],
                                         lr=config.lr, weight_decay=config.weight_decay,
                                         **options)
 

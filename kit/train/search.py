@@ -2,7 +2,8 @@
 
 The report searched learning rate (log-uniform between two bounds) and dropout (0.1 to 0.5 in
 steps of 0.05); that stays the default space. ``--space`` adds weight decay, the frozen head's
-hidden units and the batch size. Each trial is an ordinary run (``<name>-trialNN``, and
+hidden units, the batch size, and partial fine-tuning's stages (0 to 2) and learning rate
+(log-uniform, 1e-5 to 1e-3). Each trial is an ordinary run (``<name>-trialNN``, and
 ``-seedK`` for its further seeds), so an interrupted search resumes. A cross-fitted config
 (``folds`` > 1) scores each trial out of fold. Trials are ranked by their mean valid loss over
 seeds; the table shows tuned F1 as mean and spread over seeds.
@@ -26,6 +27,9 @@ DROPOUTS = np.round(np.arange(0.10, 0.501, 0.05), 2)
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 HEAD_HIDDEN = (0, 256, 512, 1024, 2048)
 BATCH_SIZES = (16, 32, 64, 128)
+TUNED_STAGES = (0, 1, 2)
+BACKBONE_LR = (1e-5, 1e-3)
+LOG_SCALED = ("lr", "backbone_lr")       # shown as 1.23e-04
 
 
 def _log_uniform(low: float, high: float) -> Callable:
@@ -40,7 +44,8 @@ def search_space(lr_bounds: tuple[float, float]) -> dict[str, Callable]:
     """How a trial draws each of the config's searchable fields (``SEARCHABLE``)."""
     draws = {"lr": _log_uniform(*lr_bounds), "dropout": _choice(DROPOUTS),
              "weight_decay": _choice(WEIGHT_DECAYS), "head_hidden": _choice(HEAD_HIDDEN),
-             "batch_size": _choice(BATCH_SIZES)}
+             "batch_size": _choice(BATCH_SIZES), "tuned_stages": _choice(TUNED_STAGES),
+             "backbone_lr": _log_uniform(*BACKBONE_LR)}
     assert tuple(draws) == SEARCHABLE
     return draws
 
@@ -61,14 +66,19 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
     if unknown or not space:
         raise KitError(f"--space takes names among {', '.join(draws)}; got "
                        f"{', '.join(unknown) or 'none'}")
-    if "head_hidden" in space and not config.frozen:
-        raise KitError("--space head_hidden needs a frozen-feature config (--frozen)")
+    frozen_only = [s for s in ("head_hidden", "tuned_stages", "backbone_lr") if s in space]
+    if frozen_only and not config.frozen:
+        raise KitError(f"--space {' '.join(frozen_only)} needs a frozen-feature config "
+                       "(--frozen)")
+    if {"tuned_stages", "backbone_lr"} & set(space) and config.joined_backbones:
+        raise KitError("--space tuned_stages / backbone_lr tune one backbone's stages; the "
+                       "config joins further backbones (joined_backbones)")
     space = tuple(dict.fromkeys(space))
     rng = np.random.default_rng(seed)
     trial_values = [{s: draws[s](rng) for s in space} for _ in range(trials)]
     rows = []
     for trial, values in enumerate(trial_values):
-        described = ", ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v}"
+        described = ", ".join(f"{k} {v:.2e}" if k in LOG_SCALED else f"{k} {v}"
                               for k, v in values.items())
         summaries = []
         for extra in range(seeds):
@@ -108,7 +118,7 @@ def _save(config: TrainConfig, workdir: Workdir, name: str, frame: pd.DataFrame,
     best_config = config.updated(chosen)
     write_text(out / "best_config.toml", best_config.to_toml())
     scored = "out-of-fold" if config.folds > 1 else "valid"
-    shown = [[int(row.trial), *(f"{row[s]:.2e}" if s == "lr" else row[s] for s in space),
+    shown = [[int(row.trial), *(f"{row[s]:.2e}" if s in LOG_SCALED else row[s] for s in space),
               f"{row.valid_loss_mean:.4f}",
               *(f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_sd']:.3f}" for m in ("f1_macro",
                                                                             "f1_micro"))]

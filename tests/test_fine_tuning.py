@@ -1,0 +1,106 @@
+"""Partial fine-tuning: the backbone's last stages train on cached maps of the stages before."""
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+
+from kit.competition import Competition
+from kit.embeddings import embed_store
+from kit.errors import KitError
+from kit.models.pretrained import stage_encoder
+from kit.models.tuned import split_network
+from kit.predict import predict
+from kit.train.checkpoint import build_model
+from kit.train.config import TrainConfig, resolve_precision
+from kit.train.loop import make_optimizer
+from kit.train.run import train
+from kit.workdir import Workdir
+from tests.test_training import private_moved_away
+
+TUNED = dict(model="efficientnet_lite0", frozen=True, views=("full", "top"), tuned_stages=1,
+             head_hidden=16, epochs=2, batch_size=32, backbone_lr=1e-3)
+
+
+def test_cached_maps_through_the_untuned_stages_give_the_cached_features(workdir):
+    """Cutting the backbone in two loses nothing: the last stages over the cached maps of the
+    stages before them give the pooled features of the whole backbone."""
+    store = Competition.find(Workdir(workdir)).store()
+    positions = np.arange(40)
+    maps = embed_store(store, "efficientnet_lite0", ("top",), "fp32", tuned_stages=2)
+    pooled = embed_store(store, "efficientnet_lite0", ("top",), "fp32").features(positions)
+    shape = maps.row_shape()
+    assert maps.dirs[0].name.endswith("-maps-2") and len(shape) == 3
+    encoder = stage_encoder("efficientnet_lite0", 2, shape).eval()
+    with torch.no_grad():
+        features = encoder(torch.from_numpy(maps.features(positions)).float())
+    torch.testing.assert_close(features, torch.from_numpy(pooled).float(), atol=0.02, rtol=0.01)
+
+
+def test_a_run_tunes_the_last_stages_and_predicts_from_cached_maps(workdir, competition,
+                                                                    tmp_path):
+    config = TrainConfig(**TUNED, mirror=True)
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "tuned")
+        submission = predict(Workdir(workdir), "tuned", tmp_path / "subs")["submission"]
+    assert len(pd.read_csv(submission)) == len(competition.test_ids())
+    cached = {folder.name for folder in (competition.store().dir / "embeddings").iterdir()}
+    precision = resolve_precision("auto")
+    assert {f"efficientnet_lite0-{v}-{precision}-maps-1"
+            for v in ("full", "top", "flip", "flip-top")} <= cached
+    best = torch.load(Workdir(workdir).run("tuned") / "best.pt", weights_only=False)
+    assert best["data_options"]["in_features"] == 2 * 1280      # pooled features of two views
+    start = build_model(config, len(best["genres"]), best["data_options"]).state_dict()
+    tuned = {k: v for k, v in best["model_state"].items() if k.startswith("encoder.")}
+    weights = [k for k in tuned if k.endswith("weight") and "bn" not in k]
+    statistics = [k for k in tuned if k.endswith(("running_mean", "running_var"))]
+    assert weights and statistics
+    assert any(not torch.equal(tuned[k], start[k]) for k in weights)       # weights tuned
+    assert all(torch.equal(tuned[k], start[k]) for k in statistics)        # ImageNet statistics
+
+
+def test_the_tuned_stages_learn_at_their_own_rate(workdir):
+    config = TrainConfig(**TUNED, lr=3e-3)
+    model = build_model(config, 5, {"in_features": 2 * 1280, "mean": None, "std": None,
+                                    "map_shape": [192, 4, 3]})
+    groups = make_optimizer(config, model).param_groups
+    assert [group["lr"] for group in groups] == [3e-3, 1e-3]
+    tuned = sum(p.numel() for p in model.encoder.parameters())
+    assert sum(p.numel() for p in groups[1]["params"]) == tuned > 0
+    frozen_head = make_optimizer(TrainConfig(**{**TUNED, "tuned_stages": 0}),
+                                 build_model(TrainConfig(model="efficientnet_lite0", frozen=True),
+                                             5, {"in_features": 8, "mean": None, "std": None}))
+    assert len(frozen_head.param_groups) == 1
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"tuned_stages": 1}, "without frozen = true: tuned_stages;"),
+    ({"frozen": True, "tuned_stages": 1, "joined_backbones": ["efficientnet_lite1"]},
+     "tuned_stages tunes the stages of one backbone"),
+    ({"frozen": True, "tuned_stages": 7}, "tuned_stages in opts must be between 0 and 6"),
+])
+def test_fine_tuning_settings_are_refused_where_they_cannot_work(values, message):
+    with pytest.raises(KitError, match=message):
+        TrainConfig(model="efficientnet_lite0").updated(values, "opts")
+
+
+def test_a_backbone_without_stages_to_tune_is_one_clear_error():
+    with pytest.raises(KitError, match="EfficientNet-style backbone .* ResNet has no conv_stem"):
+        split_network(timm.create_model("resnet18", pretrained=False, num_classes=0), 1)
+    network = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    with pytest.raises(KitError, match="between 1 and 6 for this backbone"):
+        split_network(network, 7)
+
+
+def test_search_draws_the_fine_tuning_settings(workdir):
+    from kit.train.search import random_search
+    config = TrainConfig(**{**TUNED, "tuned_stages": 0, "epochs": 1})
+    result = random_search(config, Workdir(workdir), "ft", trials=2, epochs=1, seed=4,
+                           space=("tuned_stages", "backbone_lr"))
+    trials = pd.read_csv(Workdir(workdir).root / "searches" / "ft" / "trials.csv")
+    assert trials["tuned_stages"].isin([0, 1, 2]).all()
+    assert trials["backbone_lr"].between(1e-5, 1e-3).all()
+    assert TrainConfig.from_file(result["best_config"]).tuned_stages == result["best_tuned_stages"]
+    with pytest.raises(KitError, match="--space tuned_stages needs a frozen-feature config"):
+        random_search(TrainConfig(model="lenet"), Workdir(workdir), "x", 1, 1,
+                      space=("tuned_stages",))
