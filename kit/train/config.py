@@ -69,6 +69,9 @@ class TrainConfig:
                                      "are joined to the model's", choices=JOINABLE_BACKBONES)
     mirror: bool = option(False, "frozen mode: each training step sees a film or its mirror "
                                  "image at random; predictions are the mean of both")
+    stage_features: int = option(0, "frozen mode: the mean-pooled outputs of the backbone's "
+                                    "last N stages are joined to its features (multi-scale)",
+                                 low=0, high=7)
     tuned_stages: int = option(0, "frozen mode: the backbone's last N stages train with the "
                                   "head, on cached maps of the stages before them (partial "
                                   "fine-tuning; 0: the head alone)", low=0, high=6)
@@ -107,14 +110,17 @@ class TrainConfig:
                         low=1, high=100)
 
     def __post_init__(self):
-        frozen_only = [name for name in ("joined_backbones", "mirror", "tuned_stages")
-                       if getattr(self, name)]
+        frozen_only = [name for name in ("joined_backbones", "mirror", "stage_features",
+                                         "tuned_stages") if getattr(self, name)]
         if frozen_only and not self.frozen:
             raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
                            "; set frozen = true (--frozen) or leave them out")
         if self.tuned_stages and self.joined_backbones:
             raise KitError("tuned_stages tunes the stages of one backbone; leave out "
                            "joined_backbones or set tuned_stages = 0")
+        if self.tuned_stages and self.stage_features:
+            raise KitError("stage_features pools stages that tuned_stages would tune; set one "
+                           "of them to 0")
 
     @property
     def bf16_training(self) -> bool:

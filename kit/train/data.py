@@ -106,7 +106,8 @@ def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool 
     caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
                           pretrained=config.pretrained if backbone == config.model else None,
                           scheduler=scheduler,
-                          tuned_stages=0 if pooled else config.tuned_stages)
+                          tuned_stages=0 if pooled else config.tuned_stages,
+                          stage_features=config.stage_features)
               for views in view_sets
               for backbone in dict.fromkeys((config.model, *config.joined_backbones))]
     return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)

@@ -1,4 +1,5 @@
-"""Partial fine-tuning: the backbone's last stages train on cached maps of the stages before."""
+"""A backbone's stages: pooled beside its features (multi-scale), or tuned on cached maps of the
+stages before them (partial fine-tuning)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +10,7 @@ from kit.competition import Competition
 from kit.embeddings import embed_store
 from kit.errors import KitError
 from kit.models.pretrained import stage_encoder
-from kit.models.tuned import split_network
+from kit.models.stages import MultiScaleFeatures, split_network
 from kit.predict import predict
 from kit.train.checkpoint import build_model
 from kit.train.config import TrainConfig, resolve_precision
@@ -78,10 +79,32 @@ def test_the_tuned_stages_learn_at_their_own_rate(workdir):
     ({"frozen": True, "tuned_stages": 1, "joined_backbones": ["efficientnet_lite1"]},
      "tuned_stages tunes the stages of one backbone"),
     ({"frozen": True, "tuned_stages": 7}, "tuned_stages in opts must be between 0 and 6"),
+    ({"stage_features": 3}, "without frozen = true: stage_features;"),
 ])
 def test_fine_tuning_settings_are_refused_where_they_cannot_work(values, message):
     with pytest.raises(KitError, match=message):
         TrainConfig(model="efficientnet_lite0").updated(values, "opts")
+
+
+def test_multi_scale_features_are_the_features_then_each_last_stage_pooled(workdir, competition,
+                                                                          tmp_path):
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("middle",),
+                         stage_features=2, epochs=1, batch_size=32)
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "multi-scale")
+        predict(Workdir(workdir), "multi-scale", tmp_path / "subs")
+    best = torch.load(Workdir(workdir).run("multi-scale") / "best.pt", weights_only=False)
+    assert best["data_options"]["in_features"] == 1280 + 192 + 320   # Lite0's last two stages
+    store = competition.store()
+    positions = np.arange(30)
+    joined = embed_store(store, "efficientnet_lite0", ("middle",), resolve_precision("auto"),
+                         stage_features=2)
+    assert joined.dirs[0].name.endswith("-stages-2")
+    plain = embed_store(store, "efficientnet_lite0", ("middle",), resolve_precision("auto"))
+    np.testing.assert_array_equal(joined.features(positions)[:, :1280],
+                                  plain.features(positions))
+    with pytest.raises(KitError, match="stage_features pools stages that tuned_stages"):
+        config.updated({"tuned_stages": 1})
 
 
 def test_a_backbone_without_stages_to_tune_is_one_clear_error():
@@ -90,6 +113,8 @@ def test_a_backbone_without_stages_to_tune_is_one_clear_error():
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
     with pytest.raises(KitError, match="between 1 and 6 for this backbone"):
         split_network(network, 7)
+    with pytest.raises(KitError, match="stage_features must be between 1 and 7"):
+        MultiScaleFeatures(network, 8)
 
 
 def test_search_draws_the_fine_tuning_settings(workdir):
