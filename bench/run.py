@@ -129,10 +129,10 @@ def lenet_throughput(workdir: str, mode: str, batches: int = 100) -> dict:
 
 def embedding_throughput(backbone: str, precision: str, images: int = 128) -> dict:
     import numpy as np
-    from kit.embeddings import Embedder
+    from kit.embeddings import Backbone, Embedder
     from kit.memory import keep_freed_memory
     keep_freed_memory()             # as run_jobs does before every embedding job
-    embedder = Embedder(backbone, "full", precision)
+    embedder = Embedder(Backbone(backbone), "full", precision)
     batch = np.random.default_rng(0).integers(0, 255, (32, 3, 345, 230), dtype=np.uint8)
     embedder(batch[:8])
     started = time.perf_counter()

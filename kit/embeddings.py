@@ -56,18 +56,31 @@ def mirror_view(name: str) -> str:
     return "flip" if base == "full" else f"flip-{base}"
 
 
-def cache_dir(store: Store, backbone: str, view_name: str, precision: str,
-              pretrained: str | None = None, tuned_stages: int = 0, stage_features: int = 0
-              ) -> Path:
-    """Folder of the embedding cache for a backbone, its weights (the content of a
-    ``--pretrained`` file, not its name), one view and a precision; with ``tuned_stages``,
-    of the maps the backbone's last ``tuned_stages`` stages take; with ``stage_features``, of
-    the features joined with those of the last stages."""
-    label = backbone.replace(":", "-").replace("/", "-")
-    weights = f"-weights-{file_digest(pretrained)[:16]}" if pretrained else ""
-    maps = f"-maps-{tuned_stages}" if tuned_stages else \
-        f"-stages-{stage_features}" if stage_features else ""
-    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{maps}"
+@dataclass(frozen=True)
+class Backbone:
+    """What a cache holds the output of: a backbone (a Lite preset or ``timm:<name>``), its
+    ``--pretrained`` weights, and where it is cut: with ``tuned_stages``, the maps its last
+    stages take; with ``stage_features``, its features joined with its last stages' pooled
+    outputs (kit.models.stages)."""
+    name: str
+    pretrained: str | None = None
+    tuned_stages: int = 0
+    stage_features: int = 0
+
+    def extractor(self):
+        from kit.models.pretrained import feature_extractor
+        return feature_extractor(self.name, self.pretrained, self.tuned_stages,
+                                 self.stage_features)
+
+
+def cache_dir(store: Store, backbone: Backbone, view_name: str, precision: str) -> Path:
+    """Folder of the embedding cache for a backbone (its weights named by the content of a
+    ``--pretrained`` file, not its name), one view and a precision."""
+    label = backbone.name.replace(":", "-").replace("/", "-")
+    weights = f"-weights-{file_digest(backbone.pretrained)[:16]}" if backbone.pretrained else ""
+    cut = f"-maps-{backbone.tuned_stages}" if backbone.tuned_stages else \
+        f"-stages-{backbone.stage_features}" if backbone.stage_features else ""
+    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{cut}"
 
 
 def check_settings(views: tuple[str, ...], precision: str) -> None:
@@ -80,16 +93,13 @@ def check_settings(views: tuple[str, ...], precision: str) -> None:
 
 
 class Embedder:
-    """A frozen backbone that turns uint8 poster batches into embeddings of one view (with
-    ``tuned_stages``, into the flattened maps the last ``tuned_stages`` stages take; with
-    ``stage_features``, with the pooled outputs of the last stages too)."""
+    """A frozen backbone that turns uint8 poster batches into embeddings of one view (flattened
+    maps for a backbone cut for tuning)."""
 
-    def __init__(self, backbone: str, view_name: str = "full", precision: str = "bf16",
-                 pretrained: str | None = None, tuned_stages: int = 0, stage_features: int = 0):
-        from kit.models.pretrained import feature_extractor
+    def __init__(self, backbone: Backbone, view_name: str = "full", precision: str = "bf16"):
         check_settings((view_name,), precision)
         self.view, self.precision = view_name, precision
-        self.model = feature_extractor(backbone, pretrained, tuned_stages, stage_features)
+        self.model = backbone.extractor()
         self.model.network.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -113,27 +123,22 @@ class EmbedJob:
     store_dir: str
     shard: int
     digest: str
-    backbone: str
+    backbone: Backbone
     view: str
     precision: str
-    pretrained: str | None
     out: str
     batch_size: int
-    tuned_stages: int = 0
-    stage_features: int = 0
 
 
 @lru_cache(maxsize=2)
-def _embedder(backbone: str, view_name: str, precision: str, pretrained: str | None,
-              tuned_stages: int, stage_features: int) -> Embedder:
+def _embedder(backbone: Backbone, view_name: str, precision: str) -> Embedder:
     """One backbone per worker process and view, loaded on its first shard."""
-    return Embedder(backbone, view_name, precision, pretrained, tuned_stages, stage_features)
+    return Embedder(backbone, view_name, precision)
 
 
 def embed_shard(job: EmbedJob) -> int:
     """Embed every row of one store shard and commit it to the cache; returns the row count."""
-    embedder = _embedder(job.backbone, job.view, job.precision, job.pretrained,
-                         job.tuned_stages, job.stage_features)
+    embedder = _embedder(job.backbone, job.view, job.precision)
     pixels = np.load(Path(job.store_dir) / f"{shard_name(job.shard)}.npy", mmap_mode="r")
     parts = [embedder(pixels[start:start + job.batch_size])
              for start in range(0, len(pixels), job.batch_size)]
@@ -148,13 +153,10 @@ def embed_shard(job: EmbedJob) -> int:
     return len(features)
 
 
-def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
-                precision: str = "auto", batch_size: int = 64, pretrained: str | None = None,
-                scheduler: str = "auto", workers: int | None = None, tuned_stages: int = 0,
-                stage_features: int = 0) -> "EmbeddingCache":
+def embed_store(store: Store, backbone: Backbone, views: tuple[str, ...] = ("full",),
+                precision: str = "auto", batch_size: int = 64, scheduler: str = "auto",
+                workers: int | None = None) -> "EmbeddingCache":
     """Embed every store shard the index uses that the cache does not hold yet; resumable.
-    ``tuned_stages``: cache the maps the backbone's last ``tuned_stages`` stages take instead;
-    ``stage_features``: join the pooled outputs of the last stages to the features.
 
     Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
     single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
@@ -166,21 +168,19 @@ def embed_store(store: Store, backbone: str, views: tuple[str, ...] = ("full",),
     digests = {s: _shard_digest(store, s) for s in shards}
     folders, jobs = [], []
     for name in views:
-        out = cache_dir(store, backbone, name, precision, pretrained, tuned_stages,
-                        stage_features)
+        out = cache_dir(store, backbone, name, precision)
         out.mkdir(parents=True, exist_ok=True)
         for stray in out.glob(".emb-*.tmp"):
             stray.unlink(missing_ok=True)
         folders.append(out)
-        jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, pretrained,
-                          str(out), batch_size, tuned_stages, stage_features)
+        jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, str(out),
+                          batch_size)
                  for s in shards if not _committed(out, s, digests[s])]
     if jobs:
-        from kit.models.pretrained import feature_extractor
-        feature_extractor(backbone, pretrained, tuned_stages, stage_features)   # fail fast
+        backbone.extractor()                # fail fast, before any worker starts
         total = int(sum(len(store.shard(job.shard)) for job in jobs))
         for _ in track(run_jobs(embed_shard, jobs, scheduler, workers), total,
-                       f"embedding with {backbone}", "posters", size=int):
+                       f"embedding with {backbone.name}", "posters", size=int):
             pass
     return EmbeddingCache(store, folders)
 

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from kit.competition import Competition
-from kit.embeddings import embed_store
+from kit.embeddings import Backbone, embed_store
 from kit.errors import KitError
 from kit.models.pretrained import stage_encoder
 from kit.models.stages import MultiScaleFeatures, split_network
@@ -28,8 +28,9 @@ def test_cached_maps_through_the_untuned_stages_give_the_cached_features(workdir
     stages before them give the pooled features of the whole backbone."""
     store = Competition.find(Workdir(workdir)).store()
     positions = np.arange(40)
-    maps = embed_store(store, "efficientnet_lite0", ("top",), "fp32", tuned_stages=2)
-    pooled = embed_store(store, "efficientnet_lite0", ("top",), "fp32").features(positions)
+    lite0 = Backbone("efficientnet_lite0")
+    maps = embed_store(store, Backbone(lite0.name, tuned_stages=2), ("top",), "fp32")
+    pooled = embed_store(store, lite0, ("top",), "fp32").features(positions)
     shape = maps.row_shape()
     assert maps.dirs[0].name.endswith("-maps-2") and len(shape) == 3
     encoder = stage_encoder("efficientnet_lite0", 2, shape).eval()
@@ -97,10 +98,11 @@ def test_multi_scale_features_are_the_features_then_each_last_stage_pooled(workd
     assert best["data_options"]["in_features"] == 1280 + 192 + 320   # Lite0's last two stages
     store = competition.store()
     positions = np.arange(30)
-    joined = embed_store(store, "efficientnet_lite0", ("middle",), resolve_precision("auto"),
-                         stage_features=2)
+    joined = embed_store(store, Backbone("efficientnet_lite0", stage_features=2), ("middle",),
+                         resolve_precision("auto"))
     assert joined.dirs[0].name.endswith("-stages-2")
-    plain = embed_store(store, "efficientnet_lite0", ("middle",), resolve_precision("auto"))
+    plain = embed_store(store, Backbone("efficientnet_lite0"), ("middle",),
+                        resolve_precision("auto"))
     np.testing.assert_array_equal(joined.features(positions)[:, :1280],
                                   plain.features(positions))
     with pytest.raises(KitError, match="stage_features pools stages that tuned_stages"):

@@ -116,7 +116,8 @@ def test_leaderboard_writing_survives_kill_9(competition, tmp_path):
 
 
 def test_embedding_survives_kill_9(workdir, competition):
-    from kit.embeddings import embed_store
+    from kit.embeddings import Backbone, embed_store
+    lite0 = Backbone("efficientnet_lite0")
     common = ["--workdir", str(workdir), "--model", "efficientnet_lite0", "--frozen",
               "--views", "bottom", "--precision", "fp32", "--epochs", "2", "--resume",
               "--scheduler", "inline"]
@@ -128,13 +129,13 @@ def test_embedding_survives_kill_9(workdir, competition):
     killed_at(kit("train", "--name", "embed-killed", *common),
               lambda _: count(cache, "emb-*.json"),
               unfinished=lambda: count(cache, "emb-*.json") < shards, seed=4, kills=2)
-    killed = embed_store(store, "efficientnet_lite0", ("bottom",), "fp32", scheduler="inline")
+    killed = embed_store(store, lite0, ("bottom",), "fp32", scheduler="inline")
     interrupted = killed.features(np.arange(len(store)))
     for path in cache.glob("emb-*"):
         path.unlink()
     subprocess.run(kit("train", "--name", "embed-whole", *common), check=True,
                    capture_output=True, env=ONE_THREAD)
-    whole = embed_store(store, "efficientnet_lite0", ("bottom",), "fp32", scheduler="inline")
+    whole = embed_store(store, lite0, ("bottom",), "fp32", scheduler="inline")
     np.testing.assert_array_equal(interrupted, whole.features(np.arange(len(store))))
     runs = Path(workdir) / "runs"
     a = torch.load(runs / "embed-killed" / "best.pt", weights_only=False)["model_state"]

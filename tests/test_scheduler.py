@@ -60,14 +60,14 @@ def test_a_killed_worker_loses_only_its_shard_which_is_retried(synthetic_dir, tm
 
 
 def test_embeddings_on_the_cluster_equal_the_single_process_ones(competition):
-    from kit.embeddings import embed_store
+    from kit.embeddings import Backbone, embed_store
     store = competition.store()
-    inline = embed_store(store, "efficientnet_lite0", ("middle",), "fp32", scheduler="inline")
+    lite0 = Backbone("efficientnet_lite0")
+    inline = embed_store(store, lite0, ("middle",), "fp32", scheduler="inline")
     expected = inline.features(np.arange(len(store)))
     for path in inline.dirs[0].glob("emb-*"):
         path.unlink()
-    cluster = embed_store(store, "efficientnet_lite0", ("middle",), "fp32", scheduler="local",
-                          workers=2)
+    cluster = embed_store(store, lite0, ("middle",), "fp32", scheduler="local", workers=2)
     np.testing.assert_allclose(cluster.features(np.arange(len(store))), expected, atol=1e-3)
 
 

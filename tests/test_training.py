@@ -88,16 +88,17 @@ def test_resuming_on_another_competition_or_other_weights_is_refused(workdir, co
     finally:
         make_competition(wd, "synth", SplitOptions(min_support=5, seed=1))   # current again
     # The content of a --pretrained file, not its name, is part of a run's and a cache's identity.
-    from kit.embeddings import cache_dir
+    from kit.embeddings import Backbone, cache_dir
     from kit.train.loop import check_resumable
     weights = tmp_path / "weights.pt"
     weights.write_bytes(b"first weights")
     data = type("Data", (), {"genres": competition.genres(), "data_options": {}})
     identity = lambda: run_identity(config.updated({"pretrained": str(weights)}), competition,
                                     "own-weights", data)
-    before, first_cache = identity(), cache_dir(competition.store(), "m", "full", "fp32", weights)
+    cached_in = lambda: cache_dir(competition.store(), Backbone("m", weights), "full", "fp32")
+    before, first_cache = identity(), cached_in()
     weights.write_bytes(b"other weights")                   # same path, other bytes
-    assert cache_dir(competition.store(), "m", "full", "fp32", weights) != first_cache
+    assert cached_in() != first_cache
     with pytest.raises(KitError, match="other --pretrained weights"):
         check_resumable(before, identity(), "own-weights")
 
@@ -330,7 +331,7 @@ def test_epoch_sampler_splits_one_seeded_order_between_processes():
 
 
 def test_frozen_backbone_head_and_resumable_embedding_cache(workdir, competition, tmp_path):
-    from kit.embeddings import embed_store
+    from kit.embeddings import Backbone, embed_store
     config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("full", "top"),
                          epochs=2, batch_size=32, lr=0.01)
     with private_moved_away(competition, tmp_path):       # embedding included
@@ -338,13 +339,13 @@ def test_frozen_backbone_head_and_resumable_embedding_cache(workdir, competition
         predict(Workdir(workdir), "frozen", tmp_path / "subs")
     assert summary["epochs_run"] == 2
     store = Competition.find(Workdir(workdir)).store()
-    cache = embed_store(store, "efficientnet_lite0", ("full", "top"))
+    cache = embed_store(store, Backbone("efficientnet_lite0"), ("full", "top"))
     before = cache.features(np.arange(len(store)))
     assert before.shape == (len(store), 2 * 1280)
     first = sorted(cache.dirs[1].glob("emb-*.npy"))[0]
     first.unlink()
     first.with_suffix(".json").unlink()
-    again = embed_store(store, "efficientnet_lite0", ("full", "top")).features(
+    again = embed_store(store, Backbone("efficientnet_lite0"), ("full", "top")).features(
         np.arange(len(store)))
     np.testing.assert_array_equal(before, again)
 
@@ -465,7 +466,7 @@ def test_torchrun_trains_data_parallel_on_two_processes(workdir, tmp_path, comma
 
 def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdir, competition,
                                                                          tmp_path):
-    from kit.embeddings import embed_store
+    from kit.embeddings import Backbone, embed_store
     from kit.models.ensemble import Ensemble
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=3, batch_size=32,
                          lr=0.01, folds=3)
@@ -499,7 +500,8 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     predict(Workdir(workdir), "xfit", tmp_path, raw=True)
     submitted = pd.read_csv(tmp_path / "xfit.csv").drop(columns="id").to_numpy()
     store = competition.store()
-    features = torch.from_numpy(embed_store(store, "efficientnet_lite0", ("full",)).features(
+    cache = embed_store(store, Backbone("efficientnet_lite0"), ("full",))
+    features = torch.from_numpy(cache.features(
         store.positions(competition.test_ids()))).float()
     expected = []
     for member in members:

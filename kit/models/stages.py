@@ -5,10 +5,10 @@ Multi-scale features join the mean-pooled outputs of the last stages to the back
 features: earlier stages describe textures, colours and small parts of a poster that the last
 layer, trained to name ImageNet objects, keeps little of.
 
-Partial fine-tuning: the frozen part (stem and every stage but the last ``stages``) runs once per poster and view,
-and its output maps are cached on disk (kit.embeddings); the tuned part (the last stages, the
-head convolution and the pooling) trains with the head on those maps, so an epoch costs only
-the tuned part.
+Partial fine-tuning: the frozen part (stem and every stage but the last ``stages``) runs once
+per poster and view, and its output maps are cached on disk (kit.embeddings); the tuned part
+(the last stages, the head convolution and the pooling) trains with the head on those maps, so
+an epoch costs only the tuned part.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from kit import balancing
 from kit.competition import Competition
-from kit.embeddings import EmbeddingCache, embed_store, mirror_view
+from kit.embeddings import Backbone, EmbeddingCache, embed_store, mirror_view
 from kit.splits import stratified_folds
 from kit.train.config import TrainConfig, resolve_precision
 from kit.train.distributed import epoch_seed, run_seed
@@ -103,13 +103,12 @@ def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool 
     view_sets = [tuple(config.views)]
     if config.mirror:
         view_sets.append(tuple(mirror_view(name) for name in config.views))
+    backbones = [Backbone(name, config.pretrained if name == config.model else None,
+                          0 if pooled else config.tuned_stages, config.stage_features)
+                 for name in dict.fromkeys((config.model, *config.joined_backbones))]
     caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
-                          pretrained=config.pretrained if backbone == config.model else None,
-                          scheduler=scheduler,
-                          tuned_stages=0 if pooled else config.tuned_stages,
-                          stage_features=config.stage_features)
-              for views in view_sets
-              for backbone in dict.fromkeys((config.model, *config.joined_backbones))]
+                          scheduler=scheduler)
+              for views in view_sets for backbone in backbones]
     return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
 
 
