@@ -11,8 +11,9 @@ def test_every_shipped_baseline_is_a_valid_config():
     for path in shipped:
         assert baseline_file(path.stem) == path
         TrainConfig.from_file(path)
-    best = TrainConfig.from_file(baseline_file("lite2-mirror-crossfit"))
-    assert best.folds == 10 and best.mirror and best.micro_weight == 0.2
+    best = TrainConfig.from_file(baseline_file("lite2-multiscale-crossfit"))
+    assert best.folds == 10 and best.mirror and best.stage_features == 3
+    assert best.micro_weight == 0.3
 
 
 def test_baseline_runs_from_data_to_score(synthetic_dir, tmp_path, capsys):
