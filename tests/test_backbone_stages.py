@@ -128,6 +128,12 @@ def test_search_draws_the_fine_tuning_settings(workdir):
     assert trials["tuned_stages"].isin([0, 1, 2]).all()
     assert trials["backbone_lr"].between(1e-5, 1e-3).all()
     assert TrainConfig.from_file(result["best_config"]).tuned_stages == result["best_tuned_stages"]
+    multi_scale = config.updated({"stage_features": 2})
+    with pytest.raises(KitError, match="stage_features pools stages that tuned_stages would "
+                                       "tune.*in the values --space drew for trial 1"):
+        random_search(multi_scale, Workdir(workdir), "clash", 3, 1, seed=4,
+                      space=("tuned_stages",))
+    assert not list(Workdir(workdir).runs.glob("clash-*"))
     with pytest.raises(KitError, match="--space tuned_stages needs a frozen-feature config"):
         random_search(TrainConfig(model="lenet"), Workdir(workdir), "x", 1, 1,
                       space=("tuned_stages",))

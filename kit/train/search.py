@@ -70,12 +70,11 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
     if frozen_only and not config.frozen:
         raise KitError(f"--space {' '.join(frozen_only)} needs a frozen-feature config "
                        "(--frozen)")
-    if {"tuned_stages", "backbone_lr"} & set(space) and config.joined_backbones:
-        raise KitError("--space tuned_stages / backbone_lr tune one backbone's stages; the "
-                       "config joins further backbones (joined_backbones)")
     space = tuple(dict.fromkeys(space))
     rng = np.random.default_rng(seed)
     trial_values = [{s: draws[s](rng) for s in space} for _ in range(trials)]
+    for trial, values in enumerate(trial_values):     # refused combinations before any work
+        config.updated(values, f"the values --space drew for trial {trial + 1}")
     rows = []
     for trial, values in enumerate(trial_values):
         described = ", ".join(f"{k} {v:.2e}" if k in LOG_SCALED else f"{k} {v}"
