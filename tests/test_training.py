@@ -496,6 +496,11 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert missing.returncode == 2 and "run nope has no best.pt" in missing.stderr
     too_many = subprocess.run(study + ["xfit", "--parts", "100"], capture_output=True, text=True)
     assert too_many.returncode == 2 and "too few to cut into 100 parts" in too_many.stderr
+    earlier = Workdir(workdir).run("xfit-earlier")      # as kit versions before "valid" wrote it
+    earlier.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in ensemble.items() if k != "valid"}, earlier / "best.pt")
+    old = subprocess.run(study + ["xfit-earlier"], capture_output=True, text=True)
+    assert old.returncode == 2 and "earlier kit version" in old.stderr
 
     predict(Workdir(workdir), "xfit", tmp_path, raw=True)
     submitted = pd.read_csv(tmp_path / "xfit.csv").drop(columns="id").to_numpy()
