@@ -93,8 +93,8 @@ def check_settings(views: tuple[str, ...], precision: str) -> None:
 
 
 class Embedder:
-    """A frozen backbone that turns uint8 poster batches into embeddings of one view (flattened
-    maps for a backbone cut for tuning)."""
+    """A frozen backbone that turns uint8 poster batches into embeddings of one view (maps, for
+    a backbone cut for tuning)."""
 
     def __init__(self, backbone: Backbone, view_name: str = "full", precision: str = "bf16"):
         check_settings((view_name,), precision)
@@ -108,8 +108,7 @@ class Embedder:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             pixels = self.model.preprocess(view(batch, self.view))
             features = self.model.network(pixels)
-        self.shape = list(features.shape[1:])
-        return features.flatten(1).float().numpy().astype(np.float16)
+        return features.float().numpy().astype(np.float16)
 
 
 def _shard_digest(store: Store, shard: int) -> str:
@@ -142,14 +141,16 @@ def embed_shard(job: EmbedJob) -> int:
     pixels = np.load(Path(job.store_dir) / f"{shard_name(job.shard)}.npy", mmap_mode="r")
     parts = [embedder(pixels[start:start + job.batch_size])
              for start in range(0, len(pixels), job.batch_size)]
-    features = np.concatenate(parts) if parts else np.zeros((0, 0), np.float16)
+    shape = list(parts[0].shape[1:]) if parts else None         # of maps before flattening
+    features = np.concatenate([part.reshape(len(part), -1) for part in parts]) if parts \
+        else np.zeros((0, 0), np.float16)
     base = Path(job.out) / f"emb-{shard_name(job.shard)[len('shard-'):]}"
     with atomic_path(base.with_suffix(".npy")) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, features)
     write_json(base.with_suffix(".json"), {"shard": job.shard, "rows": len(features),
                                            "digest": job.digest,
-                                           "shape": getattr(embedder, "shape", None)})
+                                           "shape": shape})
     return len(features)
 
 
