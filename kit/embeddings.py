@@ -61,16 +61,18 @@ class Backbone:
     """What a cache holds the output of: a backbone (a Lite preset or ``timm:<name>``), its
     ``--pretrained`` weights, and where it is cut: with ``tuned_stages``, the maps its last
     stages take; with ``stage_features``, its features joined with its last stages' pooled
-    outputs (kit.models.stages)."""
+    outputs (kit.models.stages); with ``short_side``, what it sees of each view at that many
+    pixels on the shorter side, aspect kept (kit.models.preprocess)."""
     name: str
     pretrained: str | None = None
     tuned_stages: int = 0
     stage_features: int = 0
+    short_side: int = 0
 
     def extractor(self):
         from kit.models.pretrained import feature_extractor
         return feature_extractor(self.name, self.pretrained, self.tuned_stages,
-                                 self.stage_features)
+                                 self.stage_features, self.short_side)
 
 
 def cache_dir(store: Store, backbone: Backbone, view_name: str, precision: str) -> Path:
@@ -80,7 +82,8 @@ def cache_dir(store: Store, backbone: Backbone, view_name: str, precision: str) 
     weights = f"-weights-{file_digest(backbone.pretrained)[:16]}" if backbone.pretrained else ""
     cut = f"-maps-{backbone.tuned_stages}" if backbone.tuned_stages else \
         f"-stages-{backbone.stage_features}" if backbone.stage_features else ""
-    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{cut}"
+    side = f"-side-{backbone.short_side}" if backbone.short_side else ""
+    return store.dir / "embeddings" / f"{label}{weights}-{view_name}-{precision}{cut}{side}"
 
 
 def check_settings(views: tuple[str, ...], precision: str) -> None:

@@ -9,7 +9,8 @@ import torch
 from kit.competition import Competition
 from kit.embeddings import Backbone, embed_store
 from kit.errors import KitError
-from kit.models.pretrained import stage_encoder
+from kit.models.preprocess import short_side_size
+from kit.models.pretrained import feature_extractor, stage_encoder
 from kit.models.stages import MultiScaleFeatures, split_network
 from kit.predict import predict
 from kit.train.checkpoint import build_model
@@ -81,6 +82,9 @@ def test_the_tuned_stages_learn_at_their_own_rate(workdir):
      "tuned_stages tunes the stages of one backbone"),
     ({"frozen": True, "tuned_stages": 7}, "tuned_stages in opts must be between 0 and 6"),
     ({"stage_features": 3}, "without frozen = true: stage_features;"),
+    ({"short_side": 260}, "without frozen = true: short_side;"),
+    ({"frozen": True, "tuned_stages": 1, "short_side": 260},
+     "tuned_stages caches maps of one shape for every view"),
 ])
 def test_fine_tuning_settings_are_refused_where_they_cannot_work(values, message):
     with pytest.raises(KitError, match=message):
@@ -107,6 +111,35 @@ def test_multi_scale_features_are_the_features_then_each_last_stage_pooled(workd
                                   plain.features(positions))
     with pytest.raises(KitError, match="stage_features pools stages that tuned_stages"):
         config.updated({"tuned_stages": 1})
+
+
+def test_views_keep_their_aspect_at_the_short_side_they_are_given(workdir, competition,
+                                                                  tmp_path):
+    """--short-side: the full poster is seen upright at that many pixels across, each square crop
+    at that size; not squashed into the backbone's square input."""
+    assert short_side_size(345, 230, 260) == (390, 260)
+    assert short_side_size(230, 230, 260) == (260, 260)
+    store = competition.store()
+    posters = torch.from_numpy(np.stack([np.array(store[i]) for i in range(6)]))
+    cache = embed_store(store, Backbone("efficientnet_lite0", short_side=96), ("full",), "fp32")
+    assert cache.dirs[0].name == "efficientnet_lite0-full-fp32-side-96"
+    extractor = feature_extractor("efficientnet_lite0")
+    extractor.preprocess.size = short_side_size(*posters.shape[-2:], 96)
+    with torch.no_grad():
+        upright = extractor(posters)
+    torch.testing.assert_close(torch.from_numpy(cache.features(np.arange(6))).float(), upright,
+                               atol=0.02, rtol=0.01)
+    squashed = embed_store(store, Backbone("efficientnet_lite0"), ("full",), "fp32")
+    assert not np.allclose(squashed.features(np.arange(6)), cache.features(np.arange(6)),
+                           atol=0.02)
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("top",), mirror=True,
+                         short_side=64, epochs=1, batch_size=32)
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "upright")
+        predict(Workdir(workdir), "upright", tmp_path / "subs")
+    cached = {folder.name for folder in (store.dir / "embeddings").iterdir()}
+    precision = resolve_precision("auto")
+    assert {f"efficientnet_lite0-{v}-{precision}-side-64" for v in ("top", "flip-top")} <= cached
 
 
 def test_a_backbone_without_stages_to_tune_is_one_clear_error():

@@ -185,10 +185,13 @@ def backbone_network(name: str, pretrained: str | None = None, load_weights: boo
 
 
 def feature_extractor(name: str, pretrained: str | None = None, tuned_stages: int = 0,
-                      stage_features: int = 0) -> ImageClassifier:
+                      stage_features: int = 0, short_side: int = 0) -> ImageClassifier:
     """A frozen backbone returning pooled features (with ``stage_features``, those of its last
-    stages too) or, with ``tuned_stages``, the maps its last stages take (kit.models.stages)."""
+    stages too) or, with ``tuned_stages``, the maps its last stages take (kit.models.stages);
+    with ``short_side``, images keep their aspect ratio at that many pixels on the shorter side
+    instead of the backbone's square input size."""
     extractor = ImageClassifier(backbone_network(name, pretrained))
+    extractor.preprocess.short_side = short_side
     if tuned_stages:
         extractor.network = split_network(extractor.network, tuned_stages)[0]
     elif stage_features:

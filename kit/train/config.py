@@ -72,6 +72,10 @@ class TrainConfig:
     stage_features: int = option(0, "frozen mode: the mean-pooled outputs of the backbone's "
                                     "last N stages are joined to its features (multi-scale)",
                                  low=0, high=7)
+    short_side: int = option(0, "frozen mode: the backbones see each view at N pixels on its "
+                                "shorter side with its aspect ratio kept (the full poster "
+                                "upright, not squashed square; 0: their own square input size)",
+                             low=0, high=2048)
     tuned_stages: int = option(0, "frozen mode: the backbone's last N stages train with the "
                                   "head, on cached maps of the stages before them (partial "
                                   "fine-tuning; 0: the head alone)", low=0, high=6)
@@ -111,13 +115,17 @@ class TrainConfig:
 
     def __post_init__(self):
         frozen_only = [name for name in ("joined_backbones", "mirror", "stage_features",
-                                         "tuned_stages") if getattr(self, name)]
+                                         "short_side", "tuned_stages") if getattr(self, name)]
         if frozen_only and not self.frozen:
             raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
                            "; set frozen = true (--frozen) or leave them out")
         if self.tuned_stages and self.joined_backbones:
             raise KitError("tuned_stages tunes the stages of one backbone; leave out "
                            "joined_backbones or set tuned_stages = 0")
+        if self.tuned_stages and self.short_side:
+            raise KitError("tuned_stages caches maps of one shape for every view; short_side "
+                           "gives the full poster and its square crops different shapes; set "
+                           "one of them to 0")
         if self.tuned_stages and self.stage_features:
             raise KitError("stage_features pools stages that tuned_stages would tune; set one "
                            "of them to 0")

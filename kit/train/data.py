@@ -104,7 +104,8 @@ def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool 
     if config.mirror:
         view_sets.append(tuple(mirror_view(name) for name in config.views))
     backbones = [Backbone(name, config.pretrained if name == config.model else None,
-                          0 if pooled else config.tuned_stages, config.stage_features)
+                          0 if pooled else config.tuned_stages, config.stage_features,
+                          config.short_side)
                  for name in dict.fromkeys((config.model, *config.joined_backbones))]
     caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
                           scheduler=scheduler)
