@@ -7,13 +7,13 @@ from tests.conftest import run_cli
 def test_every_shipped_baseline_is_a_valid_config():
     from kit.train.config import TrainConfig
     shipped = sorted(baseline_file("lenet").parent.glob("*.toml"))
-    assert len(shipped) >= 6
+    assert len(shipped) >= 7
     for path in shipped:
         assert baseline_file(path.stem) == path
         TrainConfig.from_file(path)
-    best = TrainConfig.from_file(baseline_file("lite2-multiscale-crossfit"))
+    best = TrainConfig.from_file(baseline_file("lite2-upright-crossfit"))
     assert best.folds == 10 and best.mirror and best.stage_features == 3
-    assert best.micro_weight == 0.3
+    assert best.views == ("full",) and best.short_side == 350 and best.micro_weight == 0.3
 
 
 def test_baseline_runs_from_data_to_score(synthetic_dir, tmp_path, capsys):
