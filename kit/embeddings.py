@@ -21,6 +21,7 @@ import torch
 from kit.console import track
 from kit.errors import KitError
 from kit.files import atomic_path, file_digest, read_json, write_json
+from kit.models.preprocess import short_side_size
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
 from kit.train.config import PRECISIONS, VIEWS, resolve_precision
@@ -114,6 +115,20 @@ class Embedder:
         return features.float().numpy().astype(np.float16)
 
 
+MAX_BATCH_PIXELS = 64 * 512 * 512
+
+
+def images_per_batch(batch_size: int, short_side: int, poster_size: tuple[int, int]) -> int:
+    """How many posters an embedding batch holds: ``batch_size``, or fewer when ``short_side``
+    makes them so large that the batch would exceed ``MAX_BATCH_PIXELS`` (64 images of 512x512,
+    about 4 GB of Lite2 activations per worker), so that memory stays bounded whatever
+    ``--short-side`` asks (the full poster is the largest view)."""
+    if not short_side:
+        return batch_size
+    height, width = short_side_size(*poster_size, short_side)
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // (height * width)))
+
+
 def _shard_digest(store: Store, shard: int) -> str:
     rows = store.index[store.index["shard"] == shard].sort_values("row")
     return hashlib.sha256("\n".join(rows["checksum"]).encode()).hexdigest()[:16]
@@ -170,6 +185,7 @@ def embed_store(store: Store, backbone: Backbone, views: tuple[str, ...] = ("ful
     check_settings(tuple(views), precision)
     shards = sorted(int(s) for s in store.index["shard"].unique())
     digests = {s: _shard_digest(store, s) for s in shards}
+    batch_size = images_per_batch(batch_size, backbone.short_side, store.size)
     folders, jobs = [], []
     for name in views:
         out = cache_dir(store, backbone, name, precision)

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from kit.competition import Competition
-from kit.embeddings import Backbone, embed_store
+from kit.embeddings import Backbone, embed_store, images_per_batch
 from kit.errors import KitError
 from kit.models.preprocess import short_side_size
 from kit.models.pretrained import feature_extractor, stage_encoder
@@ -119,6 +119,9 @@ def test_views_keep_their_aspect_at_the_short_side_they_are_given(workdir, compe
     at that size; not squashed into the backbone's square input."""
     assert short_side_size(345, 230, 260) == (390, 260)
     assert short_side_size(230, 230, 260) == (260, 260)
+    assert images_per_batch(64, 0, (345, 230)) == images_per_batch(64, 350, (345, 230)) == 64
+    assert images_per_batch(64, 1024, (345, 230)) == 10       # 1536x1024 posters: 10 a batch
+    assert images_per_batch(64, 2048, (345, 230)) == 2
     store = competition.store()
     posters = torch.from_numpy(np.stack([np.array(store[i]) for i in range(6)]))
     cache = embed_store(store, Backbone("efficientnet_lite0", short_side=96), ("full",), "fp32")
