@@ -54,7 +54,7 @@ COMMANDS = {
     ("kit", "synth"): ["--out", "--n", "--seed", "--workers"],
     ("kit", "split"): ["--sample", "--test", "--valid", "--public", "--min-support", "--seed"],
     ("kit", "train"): ["--lr", "--epochs", "--batch-size", "--dropout", "--folds", "--views",
-                       "--config", "--model", "--weight-cap", "--seed"],
+                       "--config", "--model", "--weight-cap", "--short-side", "--seed"],
     ("kit", "predict"): ["--run", "--out", "--name", "--part"],
     ("kit", "audit"): ["--strategy", "--min-count", "--target-size", "--weight-cap"],
     ("kit", "submit"): ["--server", "--token", "--message"],

@@ -30,12 +30,14 @@ LITE_PRESETS = {
 
 
 class ImageClassifier(nn.Module):
-    """A timm network behind the preprocessing its data config asks for."""
+    """A timm network behind the preprocessing its data config asks for (with ``short_side``,
+    images at that many pixels on their shorter side instead of its input size)."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, short_side: int = 0):
         super().__init__()
         config = timm.data.resolve_data_config({}, model=network)
-        self.preprocess = Preprocess(config["mean"], config["std"], config["input_size"][1:])
+        self.preprocess = Preprocess(config["mean"], config["std"], config["input_size"][1:],
+                                     short_side)
         self.network = network
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -190,8 +192,7 @@ def feature_extractor(name: str, pretrained: str | None = None, tuned_stages: in
     stages too) or, with ``tuned_stages``, the maps its last stages take (kit.models.stages);
     with ``short_side``, images keep their aspect ratio at that many pixels on the shorter side
     instead of the backbone's square input size."""
-    extractor = ImageClassifier(backbone_network(name, pretrained))
-    extractor.preprocess.short_side = short_side
+    extractor = ImageClassifier(backbone_network(name, pretrained), short_side)
     if tuned_stages:
         extractor.network = split_network(extractor.network, tuned_stages)[0]
     elif stage_features:
