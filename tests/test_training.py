@@ -292,31 +292,34 @@ def test_calibration_maps_each_threshold_to_one_half_and_keeps_order():
 
 
 @settings(max_examples=settings().max_examples // 10, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), weight=st.floats(0.05, 5))
-def test_thresholds_tuned_for_micro_too_never_score_worse_on_that_aim(seed, weight):
-    """Per-genre tuning gives each genre its best F1 (so the best macro F1); with a micro
-    weight, macro + weight x micro of the films tuned on, as the harness's metric counts it,
-    is at least that of the per-genre thresholds, and no other grid value for one genre
-    raises it."""
+@given(seed=st.integers(0, 2**31 - 1), weight=st.floats(0.05, 5),
+       grid=st.sampled_from(["linear", "log"]), scale=st.sampled_from([1.0, 0.05]))
+def test_thresholds_tuned_for_micro_too_never_score_worse_on_that_aim(seed, weight, grid, scale):
+    """Per-genre tuning gives each genre its best F1 on the grid (so the best macro F1); with a
+    micro weight, macro + weight x micro of the films tuned on, as the harness's metric counts
+    it, is at least that of the per-genre thresholds, and no other grid value for one genre
+    raises it. ``scale`` 0.05 gives rare genres' small probabilities."""
     from eval.metrics import f1_micro_macro
-    from kit.train.thresholds import THRESHOLD_GRID, tune_thresholds
+    from kit.train.thresholds import THRESHOLD_GRIDS, tune_thresholds
+    values = THRESHOLD_GRIDS[grid]
     rng = np.random.default_rng(seed)
     labels = rng.random((60, 5)) < rng.uniform(0.05, 0.6, 5)
     probabilities = np.clip(labels * rng.uniform(0, 0.5) + rng.random((60, 5)) * 0.7, 0, 1)
-    own = tune_thresholds(probabilities, labels)
+    probabilities *= scale
+    own = tune_thresholds(probabilities, labels, grid=grid)
     for genre in range(5):
         best = max(f1_micro_macro(labels[:, [genre]], probabilities[:, [genre]] >= t)[0]
-                   for t in THRESHOLD_GRID)
+                   for t in values)
         mine = f1_micro_macro(labels[:, [genre]], probabilities[:, [genre]] >= own[genre])[0]
         assert mine == best or not labels[:, genre].any()
-    joint = tune_thresholds(probabilities, labels, weight)
+    joint = tune_thresholds(probabilities, labels, weight, grid)
 
     def aim(thresholds):
         micro, macro = f1_micro_macro(labels, probabilities >= thresholds)
         return macro + weight * micro
     assert aim(joint) >= aim(own) - 1e-12
     for genre in range(5):
-        for value in THRESHOLD_GRID:
+        for value in values:
             moved = joint.copy()
             moved[genre] = value
             assert aim(moved) <= aim(joint) + 1e-12
@@ -528,6 +531,59 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
         retuned["valid"]["probabilities"], retuned["valid"]["labels"], 1.0))
     with pytest.raises(KitError, match="'xfit/fold-1' exists"):
         train(config, Workdir(workdir), "xfit")
+
+
+def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(workdir,
+                                                                           competition, tmp_path):
+    """--repeats 2: a second cross-fitting with seed + 1 (other folds, other weights); each
+    film's out-of-fold probability is the mean of its two models that did not train on it, and
+    the run predicts the mean of all four models; a resume with the log grid only re-tunes."""
+    from dataclasses import replace
+    from kit.train.crossfit import binary_cross_entropy
+    from kit.train.thresholds import tune_thresholds
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32,
+                         lr=0.01, folds=2, repeats=2, seed=4)
+    with private_moved_away(competition, tmp_path):
+        summary = train(config, Workdir(workdir), "twice")
+    films = len(Competition.find(Workdir(workdir)).train_table())
+    run = Workdir(workdir).run("twice")
+    folders = ["fold-1", "fold-2", "repeat-2/fold-1", "repeat-2/fold-2"]
+    members = [torch.load(run / f / "best.pt", weights_only=False) for f in folders]
+    assert [m["config"]["seed"] for m in members] == [4, 4, 5, 5]
+    first, second = ({i: p for m in pair for i, p in zip(m["valid"]["ids"],
+                                                         m["valid"]["probabilities"])}
+                     for pair in (members[:2], members[2:]))
+    assert len(first) == len(second) == films == summary["out_of_fold_films"]
+    assert not np.array_equal(members[0]["valid"]["ids"], members[2]["valid"]["ids"])
+    ensemble = torch.load(run / "best.pt", weights_only=False)
+    order = [i for m in members[:2] for i in m["valid"]["ids"]]
+    np.testing.assert_allclose(ensemble["valid"]["probabilities"],
+                               [(first[i] + second[i]) / 2 for i in order], atol=1e-6)
+    assert len(ensemble["data_options"]["members"]) == 4
+    assert summary["out_of_fold_loss"] == round(binary_cross_entropy(
+        ensemble["valid"]["probabilities"], ensemble["valid"]["labels"]), 5)
+
+    retuned = train(replace(config, threshold_grid="log"), Workdir(workdir), "twice",
+                    resume=True)
+    assert retuned["epochs_run"] == summary["epochs_run"]               # trained nothing
+    thresholds = torch.load(run / "best.pt", weights_only=False)["thresholds"]
+    np.testing.assert_array_equal(thresholds, tune_thresholds(
+        ensemble["valid"]["probabilities"], ensemble["valid"]["labels"], grid="log"))
+    with pytest.raises(KitError, match="repeats repeats a cross-fitting"):
+        TrainConfig(repeats=2)
+
+
+def test_the_log_grid_reaches_a_rare_genres_small_probabilities():
+    """A genre on 2% of films whose model gives its films 0.02 to 0.04 and the others less:
+    every threshold of the linear grid decides no film (F1 0), the log grid separates them."""
+    from eval.metrics import f1_micro_macro
+    from kit.train.thresholds import tune_thresholds
+    labels = np.zeros((200, 1), dtype=bool)
+    labels[:4] = True
+    probabilities = np.where(labels, 0.03, 0.005) + np.linspace(0, 0.01, 200)[:, None]
+    for grid, f1 in (("linear", 0.0), ("log", 1.0)):
+        decided = probabilities >= tune_thresholds(probabilities, labels, grid=grid)
+        assert f1_micro_macro(labels, decided)[1] == f1
 
 
 @pytest.mark.parametrize("folds, message", [(0, "between 1 and 100"), (1.5, "a whole number"),

@@ -31,7 +31,8 @@ SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
               "tuned_stages", "backbone_lr")                           # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
-                     "micro_weight")                                   # safe on resume
+                     "micro_weight", "threshold_grid")                 # safe on resume
+THRESHOLD_GRID_NAMES = ("linear", "log")        # kit/train/thresholds.py's THRESHOLD_GRIDS
 
 
 def native_bf16() -> bool:
@@ -107,11 +108,19 @@ class TrainConfig:
     micro_weight: float = option(0.0, "threshold tuning maximises macro F1 + this weight x "
                                       "micro F1 of all genres' decisions together (0: each "
                                       "genre its own best F1)", low=0.0, high=100.0)
+    threshold_grid: str = option("linear", "thresholds tried: linear (0.05 to 0.95 in steps of "
+                                 "0.05) or log (50 log-spaced from 0.001, as fine for rare "
+                                 "genres' small probabilities as for common ones)",
+                                 choices=THRESHOLD_GRID_NAMES)
     seed: int = option(0, "random seed", low=0, high=2**31 - 1)
     workers: int = option(0, "data loader processes", low=0, high=256)
     folds: int = option(1, "cross-fit: one model per fold of train+valid, thresholds tuned on "
                            "their out-of-fold predictions, their mean predicts (1: off)",
                         low=1, high=100)
+    repeats: int = option(1, "cross-fit this many times, repeat r with seed + r (its own folds "
+                             "and initial weights); a film's out-of-fold prediction is the mean "
+                             "over repeats and all folds x repeats models predict", low=1,
+                          high=100)
 
     def __post_init__(self):
         frozen_only = [name for name in ("joined_backbones", "mirror", "stage_features",
@@ -126,6 +135,9 @@ class TrainConfig:
             raise KitError("tuned_stages caches maps of one shape for every view; short_side "
                            "gives the full poster and its square crops different shapes; set "
                            "one of them to 0")
+        if self.repeats > 1 and self.folds < 2:
+            raise KitError("repeats repeats a cross-fitting: set folds to 2 or more (--folds) "
+                           "or repeats to 1")
         if self.tuned_stages and self.stage_features:
             raise KitError("stage_features pools stages that tuned_stages would tune; set one "
                            "of them to 0")

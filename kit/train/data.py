@@ -84,6 +84,7 @@ class RunData:
     valid: Dataset
     train_labels: np.ndarray
     valid_labels: np.ndarray
+    valid_ids: np.ndarray
     data_options: dict
 
 
@@ -173,4 +174,5 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         stats = competition.normalisation()
         data_options = {"input_size": list(store.size), "mean": stats["mean"],
                         "std": stats["std"]}
-    return RunData(genres, plan, train_set, valid_set, train_y, valid_y, data_options)
+    return RunData(genres, plan, train_set, valid_set, train_y, valid_y,
+                   valid_ids[plan.valid_rows], data_options)

@@ -28,7 +28,7 @@ from kit.memory import keep_freed_memory
 from kit.train.checkpoint import (build_model, load_weights, read_checkpoint,
                                   write_checkpoint)
 from kit.train.config import RESUMABLE_CHANGES, TrainConfig
-from kit.train.data import EpochSampler, PosterDataset, prepare_data
+from kit.train.data import EpochSampler, PosterDataset, RunData, prepare_data
 from kit.train.distributed import (Distributed, barrier, epoch_seed, run_seed, seed_everything,
                                    start_distributed)
 from kit.train.inference import as_model_input, predict_probabilities
@@ -169,8 +169,8 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
             write_log(run_dir, state["history"], curves=redraw)   # and at the end, always
             curves_drawn = time.monotonic() if redraw else curves_drawn
     barrier(process)        # rank 0's last checkpoint is on disk before anyone moves on
-    summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data.valid_labels,
-                              data.genres, state) if process.main else None
+    summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data,
+                              state) if process.main else None
     barrier(process)
     return summary
 
@@ -209,13 +209,15 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels:
 
 
 def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn.Module,
-                    valid_loader, valid_labels, genres: list[str], state: dict) -> dict:
-    """Reload the best weights, tune per-genre thresholds on valid, save them with the model."""
+                    valid_loader, data: RunData, state: dict) -> dict:
+    """Reload the best weights, tune per-genre thresholds on valid, save them with the model
+    and the valid predictions (with their films' ids, which a cross-fitted run pools by)."""
+    valid_labels, genres = data.valid_labels, data.genres
     best = read_checkpoint(run_dir / "best.pt", f"run {run_name!r}")
     load_weights(model, best["model_state"], f"run {run_name!r}")
     probabilities, _ = predict_probabilities(model, valid_loader)
     thresholds = decision_thresholds(config.tune_thresholds, probabilities, valid_labels,
-                                     config.micro_weight)
+                                     config.micro_weight, config.threshold_grid)
     micro, macro = f1_micro_macro(valid_labels, probabilities >= thresholds)
     summary = {"run": run_name, "epochs_run": state["epoch"], "best_epoch": best["epoch"],
                "best_valid_loss": round(state["best_loss"], 5),
@@ -225,7 +227,8 @@ def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn
     write_checkpoint(run_dir / "best.pt", config, best["genres"], best["competition"],
                      best["data_options"], best["run"], best["model_state"],
                      epoch=best["epoch"], thresholds=thresholds.tolist(),
-                     valid={"probabilities": probabilities, "labels": valid_labels})
+                     valid={"probabilities": probabilities, "labels": valid_labels,
+                            "ids": data.valid_ids})
     if state["history"]:
         write_log(run_dir, state["history"])
         print_history(run_dir.name, state["history"])
