@@ -8,7 +8,7 @@ THRESHOLD_GRIDS = {
     # 0.05 to 0.95 in steps of 0.05: coarse where rare genres' probabilities live (a genre on
     # 1% of films is rarely given more than 0.05), so their thresholds cannot reach them
     "linear": np.round(np.arange(0.05, 0.96, 0.05), 2),
-    # 50 steps of about 13% each from 0.001 to 0.95 (and 0.5): as fine for a rare genre's
+    # 50 values from 0.001 to 0.95, each 15% above the last (and 0.5): as fine for a rare genre's
     # probabilities as for a common one's
     "log": np.unique(np.append(np.round(np.geomspace(0.001, 0.95, 50), 4), 0.5)),
 }
