@@ -172,17 +172,10 @@ def embed_shard(job: EmbedJob) -> int:
     return len(features)
 
 
-def embed_store(store: Store, backbone: Backbone, views: tuple[str, ...] = ("full",),
-                precision: str = "auto", batch_size: int = 64, scheduler: str = "auto",
-                workers: int | None = None) -> "EmbeddingCache":
-    """Embed every store shard the index uses that the cache does not hold yet; resumable.
-
-    Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
-    single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
-    ``auto`` precision: bf16 where the CPU computes it natively, else fp32.
-    """
-    precision = resolve_precision(precision)
-    check_settings(tuple(views), precision)
+def embedding_jobs(store: Store, backbone: Backbone, views: tuple[str, ...], precision: str,
+                   batch_size: int) -> tuple[list[Path], list[EmbedJob]]:
+    """The cache folder of each view (created, stray temporary files removed) and a job for each
+    shard a folder does not hold yet, its batches capped by ``images_per_batch``."""
     shards = sorted(int(s) for s in store.index["shard"].unique())
     digests = {s: _shard_digest(store, s) for s in shards}
     batch_size = images_per_batch(batch_size, backbone.short_side, store.size)
@@ -196,6 +189,21 @@ def embed_store(store: Store, backbone: Backbone, views: tuple[str, ...] = ("ful
         jobs += [EmbedJob(str(store.dir), s, digests[s], backbone, name, precision, str(out),
                           batch_size)
                  for s in shards if not _committed(out, s, digests[s])]
+    return folders, jobs
+
+
+def embed_store(store: Store, backbone: Backbone, views: tuple[str, ...] = ("full",),
+                precision: str = "auto", batch_size: int = 64, scheduler: str = "auto",
+                workers: int | None = None) -> "EmbeddingCache":
+    """Embed every store shard the index uses that the cache does not hold yet; resumable.
+
+    Shards run as tasks on ``scheduler`` (kit.scheduler): a Dask LocalCluster by default (one
+    single-threaded worker per core), ``tcp://host:port`` for an existing cluster, or inline.
+    ``auto`` precision: bf16 where the CPU computes it natively, else fp32.
+    """
+    precision = resolve_precision(precision)
+    check_settings(tuple(views), precision)
+    folders, jobs = embedding_jobs(store, backbone, tuple(views), precision, batch_size)
     if jobs:
         backbone.extractor()                # fail fast, before any worker starts
         total = int(sum(len(store.shard(job.shard)) for job in jobs))

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from kit.competition import Competition
-from kit.embeddings import Backbone, embed_store, images_per_batch
+from kit.embeddings import Backbone, embed_store, embedding_jobs, images_per_batch
 from kit.errors import KitError
 from kit.models.preprocess import short_side_size
 from kit.models.pretrained import feature_extractor, stage_encoder
@@ -123,6 +123,11 @@ def test_views_keep_their_aspect_at_the_short_side_they_are_given(workdir, compe
     assert images_per_batch(64, 1024, (345, 230)) == 10       # 1536x1024 posters: 10 a batch
     assert images_per_batch(64, 2048, (345, 230)) == 2
     store = competition.store()
+    folders, jobs = embedding_jobs(store, Backbone("efficientnet_lite0", short_side=2048),
+                                   ("full",), "fp32", batch_size=64)
+    capped = images_per_batch(64, 2048, store.size)
+    assert jobs and capped < 64 and {job.batch_size for job in jobs} == {capped}
+    assert folders[0].name.endswith("-side-2048")
     posters = torch.from_numpy(np.stack([np.array(store[i]) for i in range(6)]))
     cache = embed_store(store, Backbone("efficientnet_lite0", short_side=96), ("full",), "fp32")
     assert cache.dirs[0].name == "efficientnet_lite0-full-fp32-side-96"
