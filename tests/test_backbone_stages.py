@@ -83,12 +83,32 @@ def test_the_tuned_stages_learn_at_their_own_rate(workdir):
     ({"frozen": True, "tuned_stages": 7}, "tuned_stages in opts must be between 0 and 6"),
     ({"stage_features": 3}, "without frozen = true: stage_features;"),
     ({"short_side": 260}, "without frozen = true: short_side;"),
-    ({"frozen": True, "tuned_stages": 1, "short_side": 260},
+    ({"frozen": True, "tuned_stages": 1, "short_side": 260, "views": ["full", "top"]},
      "tuned_stages caches maps of one shape for every view"),
+    ({"frozen": True, "tuned_stages": 1, "short_side": 260, "views": ["flip", "middle"]},
+     "short_side gives the full poster"),
 ])
 def test_fine_tuning_settings_are_refused_where_they_cannot_work(values, message):
     with pytest.raises(KitError, match=message):
         TrainConfig(model="efficientnet_lite0").updated(values, "opts")
+
+
+def test_the_tuned_stages_see_the_whole_poster_upright_at_the_short_side(workdir, competition,
+                                                                         tmp_path):
+    """Partial fine-tuning with --short-side: the maps of the full poster and its mirror image
+    keep the poster's aspect (taller than wide), and a run tunes on them and predicts."""
+    config = TrainConfig(**{**TUNED, "views": ("full",), "epochs": 1}, mirror=True, short_side=64)
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), "tuned-upright")
+        submission = predict(Workdir(workdir), "tuned-upright", tmp_path / "subs")["submission"]
+    assert len(pd.read_csv(submission)) == len(competition.test_ids())
+    cached = {folder.name for folder in (competition.store().dir / "embeddings").iterdir()}
+    precision = resolve_precision("auto")
+    assert {f"efficientnet_lite0-{v}-{precision}-maps-1-side-64" for v in ("full", "flip")} \
+        <= cached
+    best = torch.load(Workdir(workdir).run("tuned-upright") / "best.pt", weights_only=False)
+    channels, height, width = best["data_options"]["map_shape"]
+    assert height > width
 
 
 def test_multi_scale_features_are_the_features_then_each_last_stage_pooled(workdir, competition,

@@ -131,10 +131,12 @@ class TrainConfig:
         if self.tuned_stages and self.joined_backbones:
             raise KitError("tuned_stages tunes the stages of one backbone; leave out "
                            "joined_backbones or set tuned_stages = 0")
-        if self.tuned_stages and self.short_side:
+        if self.tuned_stages and self.short_side and \
+                len({name in ("full", "flip") for name in self.views}) > 1:
             raise KitError("tuned_stages caches maps of one shape for every view; short_side "
-                           "gives the full poster and its square crops different shapes; set "
-                           "one of them to 0")
+                           "gives the full poster (full, flip) and its square crops different "
+                           "shapes; choose views of one kind, or set tuned_stages or "
+                           "short_side to 0")
         if self.repeats > 1 and self.folds < 2:
             raise KitError("repeats repeats a cross-fitting: set folds to 2 or more (--folds) "
                            "or repeats to 1")
