@@ -40,18 +40,24 @@ def test_cached_maps_through_the_untuned_stages_give_the_cached_features(workdir
     torch.testing.assert_close(features, torch.from_numpy(pooled).float(), atol=0.02, rtol=0.01)
 
 
+def tuned_run(config: TrainConfig, name: str, competition, workdir, tmp_path):
+    """Train and predict ``name`` without the answer key in reach; its best checkpoint and the
+    names of the store's embedding caches."""
+    with private_moved_away(competition, tmp_path):
+        train(config, Workdir(workdir), name)
+        submission = predict(Workdir(workdir), name, tmp_path / "subs")["submission"]
+    assert len(pd.read_csv(submission)) == len(competition.test_ids())
+    cached = {folder.name for folder in (competition.store().dir / "embeddings").iterdir()}
+    return torch.load(Workdir(workdir).run(name) / "best.pt", weights_only=False), cached
+
+
 def test_a_run_tunes_the_last_stages_and_predicts_from_cached_maps(workdir, competition,
                                                                     tmp_path):
     config = TrainConfig(**TUNED, mirror=True)
-    with private_moved_away(competition, tmp_path):
-        train(config, Workdir(workdir), "tuned")
-        submission = predict(Workdir(workdir), "tuned", tmp_path / "subs")["submission"]
-    assert len(pd.read_csv(submission)) == len(competition.test_ids())
-    cached = {folder.name for folder in (competition.store().dir / "embeddings").iterdir()}
+    best, cached = tuned_run(config, "tuned", competition, workdir, tmp_path)
     precision = resolve_precision("auto")
     assert {f"efficientnet_lite0-{v}-{precision}-maps-1"
             for v in ("full", "top", "flip", "flip-top")} <= cached
-    best = torch.load(Workdir(workdir).run("tuned") / "best.pt", weights_only=False)
     assert best["data_options"]["in_features"] == 2 * 1280      # pooled features of two views
     start = build_model(config, len(best["genres"]), best["data_options"]).state_dict()
     tuned = {k: v for k, v in best["model_state"].items() if k.startswith("encoder.")}
@@ -98,15 +104,10 @@ def test_the_tuned_stages_see_the_whole_poster_upright_at_the_short_side(workdir
     """Partial fine-tuning with --short-side: the maps of the full poster and its mirror image
     keep the poster's aspect (taller than wide), and a run tunes on them and predicts."""
     config = TrainConfig(**{**TUNED, "views": ("full",), "epochs": 1}, mirror=True, short_side=64)
-    with private_moved_away(competition, tmp_path):
-        train(config, Workdir(workdir), "tuned-upright")
-        submission = predict(Workdir(workdir), "tuned-upright", tmp_path / "subs")["submission"]
-    assert len(pd.read_csv(submission)) == len(competition.test_ids())
-    cached = {folder.name for folder in (competition.store().dir / "embeddings").iterdir()}
+    best, cached = tuned_run(config, "tuned-upright", competition, workdir, tmp_path)
     precision = resolve_precision("auto")
     assert {f"efficientnet_lite0-{v}-{precision}-maps-1-side-64" for v in ("full", "flip")} \
         <= cached
-    best = torch.load(Workdir(workdir).run("tuned-upright") / "best.pt", weights_only=False)
     channels, height, width = best["data_options"]["map_shape"]
     assert height > width
 
