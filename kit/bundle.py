@@ -61,8 +61,8 @@ def _poster_sources(competition: Competition) -> dict[str, Path]:
 
 def bundle_members(competition: Competition, rules: dict, server: str | None
                    ) -> list[tuple[str, bytes | Path]]:
-    """Every member of the bundle (path inside the top folder, content or the file holding it),
-    sorted, the manifest last."""
+    """Every member of the bundle but the manifest (path inside the top folder, content or the
+    file holding it), sorted."""
     public = competition.public
     info = competition.info()
     films = pd.concat([competition.train_table()["id"], pd.Series(competition.test_ids())])
@@ -84,14 +84,18 @@ def bundle_members(competition: Competition, rules: dict, server: str | None
         train=int((table["part"] == "train").sum()), valid=int((table["part"] == "valid").sum()),
         test=len(competition.test_ids()), server=server or "ask the organiser",
         **{**rules, "deadline": rules.get("deadline") or "none"}).encode()
-    ordered = sorted(members.items())
-    manifest = "".join(f"{hashlib.sha256(_content(data)).hexdigest()}  {path}\n"
-                       for path, data in ordered)
-    return ordered + [(MANIFEST, manifest.encode())]
+    return sorted(members.items())
 
 
-def _content(data: bytes | Path) -> bytes:
-    return data if isinstance(data, bytes) else data.read_bytes()
+def _with_manifest(members: list[tuple[str, bytes | Path]]):
+    """Each member's path and bytes, every file read once, then the manifest of their hashes:
+    what is hashed is what is written."""
+    lines = []
+    for path, data in members:
+        content = data if isinstance(data, bytes) else data.read_bytes()
+        lines.append(f"{hashlib.sha256(content).hexdigest()}  {path}\n")
+        yield path, content
+    yield MANIFEST, "".join(lines).encode()
 
 
 def json_bytes(data) -> bytes:
@@ -111,10 +115,10 @@ def export_bundle(workdir: Workdir, competition: str | None, out: str | None,
     members = bundle_members(found, rules, server)
     with atomic_path(out) as tmp:
         if out.name.endswith(".zip"):
-            _write_zip(tmp, found.name, members)
+            _write_zip(tmp, found.name, _with_manifest(members))
         else:
-            _write_tar(tmp, found.name, members)
-    return {"competition": found.name, "bundle": str(out), "files": len(members),
+            _write_tar(tmp, found.name, _with_manifest(members))
+    return {"competition": found.name, "bundle": str(out), "files": len(members) + 1,
             "bytes": out.stat().st_size,
             "sha256": file_digest(out)}
 
@@ -124,7 +128,6 @@ def _write_tar(path: Path, top: str, members) -> None:
                                                 mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in members:
-            data = _content(data)
             info = tarfile.TarInfo(f"{top}/{name}")
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             info.uid = info.gid = 0
@@ -138,7 +141,7 @@ def _write_zip(path: Path, top: str, members) -> None:
             info = zipfile.ZipInfo(f"{top}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, _content(data))
+            archive.writestr(info, data)
 
 
 def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
