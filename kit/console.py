@@ -21,7 +21,7 @@ def progress(transient: bool = False) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, transient=transient,
-        disable=not console.is_terminal and not _force_progress(),
+        disable=console.quiet or (not console.is_terminal and not _force_progress()),
     )
 
 

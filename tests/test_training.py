@@ -572,6 +572,18 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
     with pytest.raises(KitError, match="repeats repeats a cross-fitting"):
         TrainConfig(repeats=2)
 
+    # The four heads trained side by side (one worker process and thread each, the default)
+    # are those trained one after the other in this process (``inline``), bit for bit.
+    with private_moved_away(competition, tmp_path):
+        in_turn = train(config, Workdir(workdir), "twice-in-turn", scheduler="inline")
+    assert in_turn["out_of_fold_loss"] == summary["out_of_fold_loss"]
+    for folder, member in zip(folders, members):
+        alone = torch.load(Workdir(workdir).run("twice-in-turn") / folder / "best.pt",
+                           weights_only=False)
+        assert alone["epoch"] == member["epoch"]
+        for key, tensor in member["model_state"].items():
+            assert torch.equal(tensor, alone["model_state"][key]), (folder, key)
+
 
 def test_the_log_grid_reaches_a_rare_genres_small_probabilities():
     """A genre on 2% of films whose model gives its films 0.02 to 0.04 and the others less:

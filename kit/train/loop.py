@@ -102,15 +102,21 @@ def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
                                             changed.items()) + "); use another --name")
 
 
-def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
-              resume: bool = False, scheduler: str = "auto", fold: int | None = None
-              ) -> dict | None:
-    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
-    process = start_distributed()
+def check_new_run(run_dir: Path, run_name: str, resume: bool) -> None:
+    """A run that exists is continued only with ``resume``."""
     if (run_dir / "last.pt").exists() and not resume:
         raise KitError(f"run {run_name!r} exists in {run_dir.parent}; pass --resume to continue "
                        "it or choose another --name")
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // process.world))
+
+
+def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
+              resume: bool = False, scheduler: str = "auto", fold: int | None = None,
+              threads: int | None = None) -> dict | None:
+    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``), on
+    ``threads`` threads (default: the cores, shared among torchrun's processes)."""
+    process = start_distributed()
+    check_new_run(run_dir, run_name, resume)
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // process.world))
     seed = run_seed(config.seed, fold)
     data = prepare_data(config, competition, scheduler, fold)
     seed_everything(seed)     # after any embedding, whose backbone draws random initial weights
