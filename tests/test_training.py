@@ -585,6 +585,22 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
             assert torch.equal(tensor, alone["model_state"][key]), (folder, key)
 
 
+def test_only_frozen_heads_train_side_by_side_and_no_more_than_cores_and_memory_hold():
+    import psutil
+    from kit.train.crossfit import HEAD_WORKER_BYTES, head_workers
+    from kit.train.distributed import Distributed
+    heads = TrainConfig(model="efficientnet_lite0", frozen=True, folds=10, repeats=3)
+    alone = Distributed()
+    side_by_side = head_workers(heads, alone, "auto", 30)
+    assert side_by_side == max(1, min(os.cpu_count(), 30,
+                                      psutil.virtual_memory().available // HEAD_WORKER_BYTES))
+    assert head_workers(heads, alone, "auto", 1) == 1
+    assert head_workers(heads, alone, "inline", 30) == 1
+    assert head_workers(heads, Distributed(0, 2), "auto", 30) == 1            # torchrun
+    assert head_workers(TrainConfig(folds=10), alone, "auto", 30) == 1         # an image model
+    assert head_workers(heads.updated({"tuned_stages": 1}), alone, "auto", 30) == 1
+
+
 def test_the_log_grid_reaches_a_rare_genres_small_probabilities():
     """A genre on 2% of films whose model gives its films 0.02 to 0.04 and the others less:
     every threshold of the linear grid decides no film (F1 0), the log grid separates them."""

@@ -77,23 +77,29 @@ def train_member(job: MemberJob) -> dict:
                      "inline", job.fold, threads=1)
 
 
-def trains_in_parallel(config: TrainConfig, process: Distributed, scheduler: str,
-                       members: int) -> bool:
-    """Whether the members are frozen-mode heads to train one per core at a time: a head's
-    small matrices leave a second thread mostly idle, so heads on one thread each, side by side,
-    finish sooner, with the same weights. Image models and tuned stages keep their threads, and
-    a torchrun or ``inline`` run trains its members one after the other."""
-    return (config.frozen and not config.tuned_stages and process.world == 1
-            and scheduler != "inline" and members > 1 and (os.cpu_count() or 1) > 1)
+HEAD_WORKER_BYTES = 2 << 30     # a head's worker held about 1 GB on 2,528 posters: room to grow
 
 
-def _train_in_parallel(jobs: list[MemberJob], scheduler: str) -> list[dict]:
-    """Train ``jobs`` on the scheduler's workers; their summaries in the jobs' order."""
+def head_workers(config: TrainConfig, process: Distributed, scheduler: str, members: int) -> int:
+    """How many frozen-mode heads train side by side, one per worker process and thread: one
+    per core, as many as the available memory holds (1: one after the other, on every core). A
+    head's small matrices leave a second thread mostly idle, so heads side by side finish sooner,
+    with the same weights. Image models and tuned stages keep their threads, and a torchrun or
+    ``inline`` run trains its members in turn."""
+    if not config.frozen or config.tuned_stages or process.world > 1 or scheduler == "inline":
+        return 1
+    import psutil
+    memory = psutil.virtual_memory().available // HEAD_WORKER_BYTES
+    return max(1, min(os.cpu_count() or 1, members, memory))
+
+
+def _train_in_parallel(jobs: list[MemberJob], scheduler: str, workers: int) -> list[dict]:
+    """Train ``jobs`` on ``workers`` of the scheduler's; their summaries in the jobs' order."""
     for job in jobs:
         check_new_run(Path(job.run_dir), job.name, job.resume)
     embed_for(jobs[0].config, jobs[0].competition.store(), scheduler)    # before any worker reads
     done = {}
-    for summary in track(run_jobs(train_member, jobs, scheduler), len(jobs),
+    for summary in track(run_jobs(train_member, jobs, scheduler, workers), len(jobs),
                          f"training {len(jobs)} heads", "heads"):
         done[summary["run"]] = summary
         console.print(f"{summary['run']}: {summary['epochs_run']} epochs, best valid loss "
@@ -111,8 +117,9 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
                       str(run_dir / member_folder(repeat, fold)),
                       f"{run_name}/{member_folder(repeat, fold)}", resume, fold)
             for repeat, fold in members]
-    if trains_in_parallel(config, process, scheduler, len(jobs)):
-        summaries = _train_in_parallel(jobs, scheduler)
+    workers = head_workers(config, process, scheduler, len(jobs))
+    if workers > 1:
+        summaries = _train_in_parallel(jobs, scheduler, workers)
     else:
         summaries = []
         for (repeat, fold), job in zip(members, jobs):
