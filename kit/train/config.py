@@ -15,6 +15,7 @@ from pathlib import Path
 import tomli_w
 
 from kit.errors import KitError
+from kit.train.thresholds import THRESHOLD_GRIDS
 
 try:
     import tomllib
@@ -32,7 +33,7 @@ SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight", "threshold_grid")                 # safe on resume
-THRESHOLD_GRID_NAMES = ("linear", "log")        # kit/train/thresholds.py's THRESHOLD_GRIDS
+THRESHOLD_GRID_NAMES = tuple(THRESHOLD_GRIDS)
 
 
 def native_bf16() -> bool:

@@ -109,6 +109,11 @@ def check_new_run(run_dir: Path, run_name: str, resume: bool) -> None:
                        "it or choose another --name")
 
 
+def running(state: dict, config: TrainConfig) -> bool:
+    """Whether a run has epochs left: fewer than ``epochs`` done, and not stopped early."""
+    return state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
+
+
 def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
               resume: bool = False, scheduler: str = "auto", fold: int | None = None,
               threads: int | None = None) -> dict | None:
@@ -147,7 +152,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
             console.print(f"[yellow]{note}[/]")
     curves_drawn = time.monotonic()
     saved_at, save_seconds, best = -math.inf, 0.0, None
-    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+    while running(state, config):
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
         if isinstance(data.train, PosterDataset):
@@ -176,8 +181,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
                 best = {"model_state": {name: tensor.detach().clone()
                                         for name, tensor in model.state_dict().items()},
                         "epoch": epoch + 1}
-            finished = state["epoch"] >= config.epochs or state["bad_epochs"] >= config.patience
-            if finished or time.monotonic() - saved_at >= save_seconds / CHECKPOINT_SHARE:
+            if not running(state, config) or time.monotonic() - saved_at >= save_seconds / CHECKPOINT_SHARE:
                 started = time.monotonic()
                 if best:        # first, so that last.pt never counts a best that is not on disk
                     write_checkpoint(run_dir / "best.pt", **identity, **best)
