@@ -534,17 +534,21 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
 
 
 def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(workdir,
-                                                                           competition, tmp_path):
+                                                                           competition, tmp_path,
+                                                                           capfd):
     """--repeats 2: a second cross-fitting with seed + 1 (other folds, other weights); each
     film's out-of-fold probability is the mean of its two models that did not train on it, and
     the run predicts the mean of all four models; a resume with the log grid only re-tunes."""
     from dataclasses import replace
-    from kit.train.crossfit import binary_cross_entropy
+    from kit.train.crossfit import binary_cross_entropy, head_workers
+    from kit.train.distributed import Distributed
     from kit.train.thresholds import tune_thresholds
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32,
                          lr=0.01, folds=2, repeats=2, seed=4)
+    capfd.readouterr()
     with private_moved_away(competition, tmp_path):
         summary = train(config, Workdir(workdir), "twice")
+    side_by_side = capfd.readouterr().err
     films = len(Competition.find(Workdir(workdir)).train_table())
     run = Workdir(workdir).run("twice")
     folders = ["fold-1", "fold-2", "repeat-2/fold-1", "repeat-2/fold-2"]
@@ -576,6 +580,11 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
     # are those trained one after the other in this process (``inline``), bit for bit.
     with private_moved_away(competition, tmp_path):
         in_turn = train(config, Workdir(workdir), "twice-in-turn", scheduler="inline")
+    one_by_one = capfd.readouterr().err
+    assert "twice-in-turn: fold 1 of 2, repeat 1 of 2" in one_by_one
+    if head_workers(config, Distributed(), "auto", 4) > 1:     # 2 cores and 4 GB free, or more
+        assert "twice/repeat-2/fold-2: 2 epochs, best valid loss" in side_by_side
+        assert "twice: fold 1 of 2" not in side_by_side
     assert in_turn["out_of_fold_loss"] == summary["out_of_fold_loss"]
     for folder, member in zip(folders, members):
         alone = torch.load(Workdir(workdir).run("twice-in-turn") / folder / "best.pt",
