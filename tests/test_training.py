@@ -430,6 +430,37 @@ def test_search_draws_the_chosen_space_and_reports_the_spread_over_seeds(workdir
         random_search(TrainConfig(**TINY), Workdir(workdir), "h", 1, 1, space=("head_hidden",))
 
 
+
+def test_a_search_of_frozen_heads_trains_them_side_by_side_with_the_weights_of_one_by_one(
+        workdir, capfd):
+    """Every trial and seed of a frozen head on one split trains at once, one worker each; a
+    head gets the weights it gets when trained alone in this process (``inline``), bit for bit."""
+    from kit.train.checkpoint import config_of
+    from kit.train.distributed import Distributed
+    from kit.train.search import random_search
+    from kit.train.side_by_side import head_workers
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, batch_size=32, patience=5)
+    capfd.readouterr()
+    result = random_search(config, Workdir(workdir), "heads", trials=2, epochs=2, seeds=2,
+                           space=("lr", "head_hidden"))
+    shown = capfd.readouterr().err
+    trials = pd.read_csv(Workdir(workdir).root / "searches" / "heads" / "trials.csv")
+    assert len(trials) == 2 and (trials["seeds"] == 2).all()
+    assert result["best_valid_loss"] == trials["valid_loss_mean"].min()
+    if head_workers(config, Distributed(), "auto", 4) > 1:     # 2 cores and 4 GB free, or more
+        assert "heads-trial01-seed1: 2 epochs, best valid loss" in shown
+    trial = Workdir(workdir).run("heads-trial01-seed1")
+    searched = torch.load(trial / "best.pt", weights_only=False)
+    alone = train(config_of(searched, "the trial"), Workdir(workdir), "alone",
+                  scheduler="inline")
+    summary = json.loads((trial / "summary.json").read_text())
+    assert alone["best_valid_loss"] == summary["best_valid_loss"]
+    kept = torch.load(Workdir(workdir).run("alone") / "best.pt", weights_only=False)
+    assert kept["epoch"] == searched["epoch"]
+    for key, tensor in searched["model_state"].items():
+        assert torch.equal(tensor, kept["model_state"][key]), key
+
+
 TORCHRUN_COMMANDS = {
     "train": ["train", "--name", "ddp-train", "--epochs", "1", "--balance", "sampler"],
     "cross-fit": ["train", "--name", "ddp-cross-fit", "--epochs", "1", "--folds", "2"],
@@ -540,7 +571,8 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
     film's out-of-fold probability is the mean of its two models that did not train on it, and
     the run predicts the mean of all four models; a resume with the log grid only re-tunes."""
     from dataclasses import replace
-    from kit.train.crossfit import binary_cross_entropy, head_workers
+    from kit.train.crossfit import binary_cross_entropy
+    from kit.train.side_by_side import head_workers
     from kit.train.distributed import Distributed
     from kit.train.thresholds import tune_thresholds
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32,
@@ -596,7 +628,7 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
 
 def test_only_frozen_heads_train_side_by_side_and_no_more_than_cores_and_memory_hold():
     import psutil
-    from kit.train.crossfit import HEAD_WORKER_BYTES, head_workers
+    from kit.train.side_by_side import HEAD_WORKER_BYTES, head_workers
     from kit.train.distributed import Distributed
     heads = TrainConfig(model="efficientnet_lite0", frozen=True, folds=10, repeats=3)
     alone = Distributed()

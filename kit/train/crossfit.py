@@ -13,23 +13,20 @@ the mean of all k x r models. The fold runs live in ``runs/<name>/fold-<i>/`` (r
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from eval.metrics import f1_micro_macro
 from kit.competition import Competition
-from kit.console import console, table, track
+from kit.console import console, table
 from kit.files import write_json
 from kit.models.ensemble import Ensemble
-from kit.scheduler import run_jobs
 from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
 from kit.train.config import TrainConfig
-from kit.train.data import embed_for
-from kit.train.distributed import Distributed, start_distributed
-from kit.train.loop import check_new_run, train_run
+from kit.train.distributed import start_distributed
+from kit.train.loop import train_run
+from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
 from kit.train.thresholds import decision_thresholds
 
 
@@ -59,67 +56,19 @@ def pool_out_of_fold(valids: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return mean[order].astype(np.float32), labels[first[order]]
 
 
-@dataclass(frozen=True)
-class MemberJob:
-    """One model of a cross-fitted run, for a worker process to train."""
-    config: TrainConfig
-    competition: Competition
-    run_dir: str
-    name: str
-    resume: bool
-    fold: int
-
-
-def train_member(job: MemberJob) -> dict:
-    """Train one member on one thread and quietly (the parent process shows the progress)."""
-    console.quiet = True
-    return train_run(job.config, job.competition, Path(job.run_dir), job.name, job.resume,
-                     "inline", job.fold, threads=1)
-
-
-HEAD_WORKER_BYTES = 2 << 30     # a head's worker held about 1 GB on 2,528 posters: room to grow
-
-
-def head_workers(config: TrainConfig, process: Distributed, scheduler: str, members: int) -> int:
-    """How many frozen-mode heads train side by side, one per worker process and thread: one
-    per core, as many as the available memory holds (1: one after the other, on every core). A
-    head's small matrices leave a second thread mostly idle, so heads side by side finish sooner,
-    with the same weights. Image models and tuned stages keep their threads, and a torchrun or
-    ``inline`` run trains its members in turn."""
-    if not config.frozen or config.tuned_stages or process.world > 1 or scheduler == "inline":
-        return 1
-    import psutil
-    memory = psutil.virtual_memory().available // HEAD_WORKER_BYTES
-    return max(1, min(os.cpu_count() or 1, members, memory))
-
-
-def _train_in_parallel(jobs: list[MemberJob], scheduler: str, workers: int) -> list[dict]:
-    """Train ``jobs`` on ``workers`` of the scheduler's; their summaries in the jobs' order."""
-    for job in jobs:
-        check_new_run(Path(job.run_dir), job.name, job.resume)
-    embed_for(jobs[0].config, jobs[0].competition.store(), scheduler)    # before any worker reads
-    done = {}
-    for summary in track(run_jobs(train_member, jobs, scheduler, workers), len(jobs),
-                         f"training {len(jobs)} heads", "heads"):
-        done[summary["run"]] = summary
-        console.print(f"{summary['run']}: {summary['epochs_run']} epochs, best valid loss "
-                      f"{summary['best_valid_loss']:.4f}")
-    return [done[job.name] for job in jobs]
-
-
 def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
                 resume: bool = False, scheduler: str = "auto") -> dict | None:
     """Train one model per fold (and repeat), then save their ensemble with out-of-fold
     thresholds (None on torchrun ranks other than 0)."""
     process = start_distributed()       # under torchrun every rank trains each fold
     members = [(repeat, fold) for repeat in range(config.repeats) for fold in range(config.folds)]
-    jobs = [MemberJob(config.updated({"seed": config.seed + repeat, "repeats": 1}), competition,
-                      str(run_dir / member_folder(repeat, fold)),
-                      f"{run_name}/{member_folder(repeat, fold)}", resume, fold)
+    jobs = [HeadJob(config.updated({"seed": config.seed + repeat, "repeats": 1}), competition,
+                    str(run_dir / member_folder(repeat, fold)),
+                    f"{run_name}/{member_folder(repeat, fold)}", resume, fold)
             for repeat, fold in members]
     workers = head_workers(config, process, scheduler, len(jobs))
     if workers > 1:
-        summaries = _train_in_parallel(jobs, scheduler, workers)
+        summaries = train_side_by_side(jobs, scheduler, workers)
     else:
         summaries = []
         for (repeat, fold), job in zip(members, jobs):
