@@ -8,7 +8,6 @@ verdict generated from the study (`kit/study.py`) and ends with every strategy's
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from kit.study import (BASELINE, fit_gap, gap_figure, paired_against_baseline, p
                        public_decisions, row_name, summarise, verdict)
 from kit.train.config import TrainConfig
 from kit.train.data import balance_for
-from kit.train.run import train
+from kit.train.run import train_several
 from kit.workdir import Workdir
 
 # name -> settings applied on top of the base configuration
@@ -41,9 +40,10 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             competition: str | None = None, submissions: str = "submissions",
             prefix: str = "compare", resamples: int = 1000, scheduler: str = "auto",
             seeds: int | None = None) -> dict | None:
-    """Train, predict and score every strategy with ``seeds`` seeds (None: 3 when a typical run
-    takes under a minute, else 1; one under torchrun); write the comparison report with its
-    verdict (None on torchrun ranks other than 0, which train along)."""
+    """Train, predict and score every strategy with ``seeds`` seeds (None: 3 when the first
+    seed's runs took under a minute each on average, else 1; one under torchrun); write the
+    comparison report with its verdict (None on torchrun ranks other than 0, which train
+    along). Frozen heads of every strategy train side by side (``train_several``)."""
     from eval.answers import load_answers, valid_key
     from eval.leaderboard import build_leaderboard
 
@@ -64,21 +64,22 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     if base.min_count is None and base.target_size is None:
         base = base.updated({"target_size": len(train_labels) // 2})
     paths: dict[int, dict[str, Path]] = {}
-    audits, gaps, seconds = {}, {}, []
+    audits, gaps = {}, {}
     seed = 0
     while seed < (seeds or 1):
         paths[seed] = {}
-        for strategy in chosen:
-            config = base.updated({**STRATEGIES[strategy], "tune_thresholds": True,
-                                   "seed": base.seed + seed})
-            run = f"{prefix}-{strategy}-{name}" + (f"-seed{seed}" if seed else "")
-            console.rule(f"strategy {strategy}, seed {config.seed}")
-            started = time.perf_counter()
-            summary = train(config, workdir, run, name, resume=True, scheduler=scheduler)
-            seconds.append(time.perf_counter() - started)
+        runs = [(f"{prefix}-{strategy}-{name}" + (f"-seed{seed}" if seed else ""),
+                 base.updated({**STRATEGIES[strategy], "tune_thresholds": True,
+                               "seed": base.seed + seed}))
+                for strategy in chosen]
+        started = time.perf_counter()
+        summaries = train_several(runs, workdir, name, scheduler, announce=lambda index: (
+            console.rule(f"strategy {chosen[index]}, seed {runs[index][1].seed}")))
+        seconds = (time.perf_counter() - started) / len(runs)
+        folder = Path(submissions) / prefix / (f"seed{seed}" if seed else "")
+        for strategy, (run, config), summary in zip(chosen, runs, summaries):
             if summary is None:
                 continue        # torchrun ranks other than 0 train along, rank 0 reports
-            folder = Path(submissions) / prefix / (f"seed{seed}" if seed else "")
             for rule, raw in (("tuned", False), ("0.5", True)):
                 paths[seed][row_name(strategy, rule)] = Path(predict(
                     workdir, run, folder, row_name(strategy, rule), raw=raw,
@@ -89,11 +90,9 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
                                      chosen_competition.genres(), out))
         if seeds is None:
             # Every torchrun process must train the same runs: one seed there, unless asked.
-            # The median run: the first one may include building the embedding cache.
             alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
-            typical = statistics.median(seconds)
-            seeds = 3 if alone and typical < 60 else 1
-            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {typical:.0f} s; "
+            seeds = 3 if alone and seconds < 60 else 1
+            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {seconds:.0f} s; "
                           "--seeds K to choose)")
         seed += 1
     if not paths[0]:

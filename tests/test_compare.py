@@ -35,3 +35,21 @@ def test_compare_answers_the_question_with_seeds_pairs_and_the_fit_gap(workdir, 
     # The terminal (80 columns when not a terminal) shows every row name whole.
     err = capsys.readouterr().err
     assert all(f"{row}.csv" in err and row in err for row in rows)
+
+
+def test_compare_trains_a_frozen_models_strategies_side_by_side(workdir, tmp_path, capfd):
+    from kit.train.distributed import Distributed
+    from kit.train.side_by_side import head_workers
+    base = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32)
+    capfd.readouterr()
+    result = compare(base, Workdir(workdir), ["class-weight", "asymmetric-loss"],
+                     submissions=str(tmp_path), prefix="heads", resamples=20, seeds=1)
+    shown = capfd.readouterr().err
+    study = json.loads(open(result["study"]).read())
+    assert set(study["rows"]) == {f"{s}@{r}" for s in ("none", "class-weight", "asymmetric-loss")
+                                  for r in ("tuned", "0.5")}
+    assert set(study["fit_gap"]) == {"none", "class-weight", "asymmetric-loss"}
+    run = "heads-class-weight-" + result["competition"]
+    if head_workers(base, Distributed(), "auto", 3) > 1:      # 2 cores and 4 GB free, or more
+        assert f"{run}: 2 epochs, best valid loss" in shown
+    assert json.loads((Workdir(workdir).run(run) / "summary.json").read_text())["epochs_run"] == 2

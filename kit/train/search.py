@@ -18,14 +18,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from kit.competition import Competition
 from kit.console import console, table
 from kit.errors import KitError
 from kit.files import write_csv, write_text
 from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE, TrainConfig
-from kit.train.distributed import start_distributed
-from kit.train.run import train
-from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
+from kit.train.run import train_several
 from kit.workdir import Workdir
 
 DROPOUTS = np.round(np.arange(0.10, 0.501, 0.05), 2)
@@ -80,13 +77,24 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
     trial_values = [{s: draws[s](rng) for s in space} for _ in range(trials)]
     for trial, values in enumerate(trial_values):     # refused combinations before any work
         config.updated(values, f"the values --space drew for trial {trial + 1}")
-    runs = [[(f"{name}-trial{trial:02d}" + (f"-seed{extra}" if extra else ""),
-              config.updated({**values, "epochs": epochs, "seed": config.seed + extra}))
-             for extra in range(seeds)] for trial, values in enumerate(trial_values)]
-    summaries = _train_trials(workdir, competition, trial_values, runs)
-    rows = [{"trial": trial, **values, **_over_seeds(done),
-             "runs": " ".join(s["run"] for s in done)}
-            for trial, (values, done) in enumerate(zip(trial_values, summaries)) if done]
+    runs = [(f"{name}-trial{trial:02d}" + (f"-seed{extra}" if extra else ""),
+             config.updated({**values, "epochs": epochs, "seed": config.seed + extra}))
+            for trial, values in enumerate(trial_values) for extra in range(seeds)]
+
+    def announce(index: int) -> None:
+        trial, extra = divmod(index, seeds)
+        console.print(f"[bold]trial {trial + 1}/{trials}[/]"
+                      f"{f' seed {extra + 1}/{seeds}' if seeds > 1 else ''}: "
+                      f"{_described(trial_values[trial])}")
+
+    summaries = train_several(runs, workdir, competition, announce=announce)
+    rows = []
+    for trial, values in enumerate(trial_values):
+        # torchrun: other ranks train along (None), rank 0 records
+        done = [s for s in summaries[trial * seeds:(trial + 1) * seeds] if s is not None]
+        if done:
+            rows.append({"trial": trial, **values, **_over_seeds(done),
+                         "runs": " ".join(s["run"] for s in done)})
     if not rows:
         return None
     return _save(config, workdir, name, pd.DataFrame(rows), space, trials)
@@ -94,37 +102,6 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
 
 def _described(values: dict) -> str:
     return ", ".join(f"{k} {v:.2e}" if k in LOG_SCALED else f"{k} {v}" for k, v in values.items())
-
-
-def _train_trials(workdir: Workdir, competition: str | None, trial_values: list[dict],
-                  runs: list[list[tuple[str, TrainConfig]]]) -> list[list[dict]]:
-    """Each trial's summaries, one per seed (none on torchrun ranks other than 0). Frozen heads
-    on one split train side by side, every trial and seed at once; anything else in turn."""
-    heads = [(run, trial_config) for trial in runs for run, trial_config in trial]
-    process = start_distributed()
-    workers = min(1 if trial_config.folds > 1 else
-                  head_workers(trial_config, process, "auto", len(heads))
-                  for _, trial_config in heads)
-    if workers > 1:
-        found = Competition.find(workdir, competition)
-        for trial, values in enumerate(trial_values):
-            console.print(f"[bold]trial {trial + 1}/{len(runs)}[/]: {_described(values)}")
-        done = train_side_by_side([HeadJob(trial_config.resolved(), found,
-                                           str(workdir.run(run)), run, resume=True)
-                                   for run, trial_config in heads], "auto", workers)
-        by_run = {summary["run"]: summary for summary in done}
-        return [[by_run[run] for run, _ in trial] for trial in runs]
-    summaries = []
-    for trial, (values, seed_runs) in enumerate(zip(trial_values, runs)):
-        summaries.append([])
-        for extra, (run, trial_config) in enumerate(seed_runs):
-            console.print(f"[bold]trial {trial + 1}/{len(runs)}[/]"
-                          f"{f' seed {extra + 1}/{len(seed_runs)}' if len(seed_runs) > 1 else ''}"
-                          f": {_described(values)}")
-            summary = train(trial_config, workdir, run, competition, resume=True)
-            if summary is not None:     # torchrun: other ranks train along, rank 0 records
-                summaries[-1].append(summary)
-    return summaries
 
 
 def _over_seeds(summaries: list[dict]) -> dict:
