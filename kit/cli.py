@@ -96,7 +96,7 @@ def cmd_search(args) -> dict:
     from kit.train.search import random_search
     return random_search(config, Workdir(args.workdir), args.name, args.trials,
                          args.trial_epochs, tuple(args.lr_range), args.search_seed,
-                         args.competition, tuple(args.space), args.seeds)
+                         args.competition, tuple(args.space), args.seeds, args.scheduler)
 
 
 def cmd_baseline(args) -> dict:
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seeds", type=whole(1, 100), default=1,
                      help="seeds per trial; the table shows mean and spread (default: 1)")
     add_train_arguments(sub)
+    add_scheduler_argument(sub)
 
     sub = command("compare", cmd_compare,
                   "train one model per balancing strategy, score all, write a comparison report")

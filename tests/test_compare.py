@@ -40,7 +40,8 @@ def test_compare_answers_the_question_with_seeds_pairs_and_the_fit_gap(workdir, 
 def test_compare_trains_a_frozen_models_strategies_side_by_side(workdir, tmp_path, capfd):
     from kit.train.distributed import Distributed
     from kit.train.side_by_side import head_workers
-    base = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32)
+    base = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32,
+                       head_hidden=32)
     capfd.readouterr()
     result = compare(base, Workdir(workdir), ["class-weight", "asymmetric-loss"],
                      submissions=str(tmp_path), prefix="heads", resamples=20, seeds=1)

@@ -439,10 +439,11 @@ def test_a_search_of_frozen_heads_trains_them_side_by_side_with_the_weights_of_o
     from kit.train.distributed import Distributed
     from kit.train.search import random_search
     from kit.train.side_by_side import head_workers
-    config = TrainConfig(model="efficientnet_lite0", frozen=True, batch_size=32, patience=5)
+    config = TrainConfig(model="efficientnet_lite0", frozen=True, batch_size=32, patience=5,
+                         head_hidden=32)
     capfd.readouterr()
     result = random_search(config, Workdir(workdir), "heads", trials=2, epochs=2, seeds=2,
-                           space=("lr", "head_hidden"))
+                           space=("lr", "dropout"))
     shown = capfd.readouterr().err
     trials = pd.read_csv(Workdir(workdir).root / "searches" / "heads" / "trials.csv")
     assert len(trials) == 2 and (trials["seeds"] == 2).all()
@@ -576,7 +577,7 @@ def test_repeated_cross_fitting_averages_each_films_out_of_fold_predictions(work
     from kit.train.distributed import Distributed
     from kit.train.thresholds import tune_thresholds
     config = TrainConfig(model="efficientnet_lite0", frozen=True, epochs=2, batch_size=32,
-                         lr=0.01, folds=2, repeats=2, seed=4)
+                         lr=0.01, folds=2, repeats=2, seed=4, head_hidden=32)
     capfd.readouterr()
     with private_moved_away(competition, tmp_path):
         summary = train(config, Workdir(workdir), "twice")
@@ -630,7 +631,8 @@ def test_only_frozen_heads_train_side_by_side_and_no_more_than_cores_and_memory_
     import psutil
     from kit.train.side_by_side import HEAD_WORKER_BYTES, head_workers
     from kit.train.distributed import Distributed
-    heads = TrainConfig(model="efficientnet_lite0", frozen=True, folds=10, repeats=3)
+    heads = TrainConfig(model="efficientnet_lite0", frozen=True, folds=10, repeats=3,
+                        head_hidden=64)
     alone = Distributed()
     side_by_side = head_workers(heads, alone, "auto", 30)
     assert side_by_side == max(1, min(os.cpu_count(), 30,
@@ -640,6 +642,7 @@ def test_only_frozen_heads_train_side_by_side_and_no_more_than_cores_and_memory_
     assert head_workers(heads, Distributed(0, 2), "auto", 30) == 1            # torchrun
     assert head_workers(TrainConfig(folds=10), alone, "auto", 30) == 1         # an image model
     assert head_workers(heads.updated({"tuned_stages": 1}), alone, "auto", 30) == 1
+    assert head_workers(heads.updated({"head_hidden": 0}), alone, "auto", 30) == 1  # logistic
 
 
 def test_the_log_grid_reaches_a_rare_genres_small_probabilities():

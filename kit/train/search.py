@@ -55,9 +55,10 @@ def search_space(lr_bounds: tuple[float, float]) -> dict[str, Callable]:
 def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int, epochs: int,
                   lr_bounds: tuple[float, float] = (1e-4, 1e-2), seed: int = 0,
                   competition: str | None = None, space: tuple[str, ...] = DEFAULT_SEARCH_SPACE,
-                  seeds: int = 1) -> dict | None:
-    """Run ``trials`` trials of ``epochs`` epochs, each with ``seeds`` seeds; save the table and
-    the best configuration (None on torchrun ranks other than 0)."""
+                  seeds: int = 1, scheduler: str = "auto") -> dict | None:
+    """Run ``trials`` trials of ``epochs`` epochs, each with ``seeds`` seeds (frozen heads side
+    by side on the ``scheduler``'s workers); save the table and the best configuration (None on
+    torchrun ranks other than 0)."""
     low, high = lr_bounds
     if not 0 < low < high:
         raise KitError(f"--lr-range must be two increasing positive numbers, got {low} {high}")
@@ -87,7 +88,7 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
                       f"{f' seed {extra + 1}/{seeds}' if seeds > 1 else ''}: "
                       f"{_described(trial_values[trial])}")
 
-    summaries = train_several(runs, workdir, competition, announce=announce)
+    summaries = train_several(runs, workdir, competition, scheduler, announce=announce)
     rows = []
     for trial, values in enumerate(trial_values):
         # torchrun: other ranks train along (None), rank 0 records
