@@ -43,7 +43,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     """Train, predict and score every strategy with ``seeds`` seeds (None: 3 when the first
     seed's runs took under a minute each on average, else 1; one under torchrun); write the
     comparison report with its verdict (None on torchrun ranks other than 0, which train
-    along). Frozen heads of every strategy train side by side (``train_several``)."""
+    along). Frozen heads with a hidden layer train side by side (``train_several``)."""
     from eval.answers import load_answers, valid_key
     from eval.leaderboard import build_leaderboard
 
@@ -92,7 +92,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             # Every torchrun process must train the same runs: one seed there, unless asked.
             alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
             seeds = 3 if alone and seconds < 60 else 1
-            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {seconds:.0f} s; "
+            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {seconds:.0f} s on average; "
                           "--seeds K to choose)")
         seed += 1
     if not paths[0]:
