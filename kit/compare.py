@@ -22,7 +22,7 @@ from kit.predict import predict
 from kit.study import (BASELINE, fit_gap, gap_figure, paired_against_baseline, part_f1,
                        public_decisions, row_name, summarise, verdict)
 from kit.train.config import TrainConfig
-from kit.train.data import balance_for
+from kit.train.data import balance_for, embed_for
 from kit.train.run import train_several
 from kit.workdir import Workdir
 
@@ -63,6 +63,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     train_labels, valid_labels = parts["train"].labels, parts["valid"].labels
     if base.min_count is None and base.target_size is None:
         base = base.updated({"target_size": len(train_labels) // 2})
+    if base.frozen:     # the embedding cache first, so the time of a run is its training
+        embed_for(base, chosen_competition.store(), scheduler)
     paths: dict[int, dict[str, Path]] = {}
     audits, gaps = {}, {}
     seed = 0
@@ -92,8 +94,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
             # Every torchrun process must train the same runs: one seed there, unless asked.
             alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
             seeds = 3 if alone and seconds < 60 else 1
-            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {seconds:.0f} s on average; "
-                          "--seeds K to choose)")
+            console.print(f"{seeds} seed{'s' * (seeds > 1)} (a run took {seconds:.0f} s on "
+                          "average; --seeds K to choose)")
         seed += 1
     if not paths[0]:
         return None

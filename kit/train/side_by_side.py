@@ -2,8 +2,9 @@
 
 A head's small matrices leave a second thread mostly idle, so heads trained at the same time,
 one per core, finish sooner than one after the other on every core, with the same weights bit
-for bit. Cross-fitted runs (their folds and repeats) and `kit search` (its trials and seeds on
-one split) train their heads this way when every head allows it (``head_workers``).
+for bit. Cross-fitted runs (their folds and repeats), `kit search` (its trials and seeds on one
+split) and `kit compare` (its strategies) train their heads this way when every head allows it
+(``head_workers``).
 """
 from __future__ import annotations
 
