@@ -13,6 +13,7 @@ from eval.metrics import DEFAULT_RESAMPLES
 from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
+from kit.arguments import usable_name
 from kit.console import console, table
 from kit.errors import KitError, os_error_message
 from kit.files import write_json
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, handler, help):
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("--workdir", default=DEFAULT_WORKDIR)
-        sub.add_argument("--competition",
+        sub.add_argument("--competition", type=usable_name,
                          help="competition name (default: the current one, see `kit use`)")
         sub.set_defaults(handler=handler)
         return sub

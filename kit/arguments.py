@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from kit.errors import KitError
+from kit.workdir import safe_name
+
 
 def _integer(text: str) -> int:
     try:
@@ -32,6 +35,15 @@ def number(low: float, high: float):
             raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
         return value
     return parse
+
+
+def usable_name(text: str) -> str:
+    """An argparse type: a name usable as a folder (``kit.workdir.safe_name``), so an empty or
+    odd ``--name ''`` is refused where it is parsed instead of falling back to the default."""
+    try:
+        return safe_name(text)
+    except KitError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 SEED = whole(0, 2**31 - 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from kit.console import console, summary
-from kit.arguments import SEED, WORKERS, number, whole
+from kit.arguments import SEED, WORKERS, number, usable_name, whole
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.threshold_study import add_command as add_threshold_command
@@ -116,7 +116,8 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
     from kit.train.config import add_config_arguments
     sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
-    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
+    sub.add_argument("--competition", type=usable_name,
+                     help="competition name (default: the current one, see `kit use`)")
     add_config_arguments(sub)
 
 
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("prepare", cmd_prepare, "ingest a poster data set into the preprocessed store")
     sub.add_argument("source", help="data folder (Letterboxd, wide one-hot or list layout)")
-    sub.add_argument("--name", help="dataset name (default: the folder's name)")
+    sub.add_argument("--name", type=usable_name, help="dataset name (default: the folder's name)")
     sub.add_argument("--layout", choices=["letterboxd", "wide", "list"], help="skip detection")
     sub.add_argument("--labels", help="label CSV inside the folder (default: detected)")
     sub.add_argument("--posters", help="poster folder (default: posters/ or Images/)")
@@ -189,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_scheduler_argument(sub)
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
-    sub.add_argument("--dataset", help="dataset name (default: the latest prepared)")
+    sub.add_argument("--dataset", type=usable_name,
+                     help="dataset name (default: the latest prepared)")
     sub = command("split", cmd_split, "freeze a competition: stratified train/valid/test split")
-    sub.add_argument("--dataset", help="prepared dataset (default: the latest)")
+    sub.add_argument("--dataset", type=usable_name, help="prepared dataset (default: the latest)")
     sub.add_argument("--sample", type=whole(1, 10**9), help="use N randomly chosen films")
     sub.add_argument("--test", type=float, default=0.3, help="test fraction of all (0.3)")
     sub.add_argument("--valid", type=float, default=0.2, help="valid fraction of the rest (0.2)")
@@ -202,15 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=SEED, default=0)
 
     sub = command("train", cmd_train, "train a model (early stopping, checkpoints, --resume)")
-    sub.add_argument("--name", help="run name (default: the config file's or model's name)")
+    sub.add_argument("--name", type=usable_name,
+                     help="run name (default: the config file's or model's name)")
     sub.add_argument("--resume", action="store_true", help="continue an interrupted run")
     add_train_arguments(sub)
     add_scheduler_argument(sub)
 
     sub = command("predict", cmd_predict, "write a submission CSV from a trained run")
-    sub.add_argument("--run", required=True, help="run name")
+    sub.add_argument("--run", type=usable_name, required=True, help="run name")
     sub.add_argument("--out", default="submissions", help="folder (default: %(default)s)")
-    sub.add_argument("--name", help="submission name (default: the run's)")
+    sub.add_argument("--name", type=usable_name, help="submission name (default: the run's)")
     sub.add_argument("--raw", action="store_true",
                      help="raw probabilities, not rescaled to the tuned thresholds")
     sub.add_argument("--part", choices=["test", "valid"], default="test",
@@ -218,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("search", cmd_search, "random search over the head's and training's "
                   "hyperparameters")
-    sub.add_argument("--name", default="search", help="search name (default: %(default)s)")
+    sub.add_argument("--name", default="search", type=usable_name,
+                     help="search name (default: %(default)s)")
     sub.add_argument("--trials", type=whole(1, 10_000), default=8)
     sub.add_argument("--trial-epochs", type=whole(1, 100_000), default=5)
     sub.add_argument("--lr-range", type=number(1e-12, 10.0), nargs=2, default=[1e-4, 1e-2],
@@ -255,10 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--submissions", default="submissions")
 
     sub = command("use", cmd_use, "make a competition the work folder's current one")
-    sub.add_argument("name", help="competition name (see work/competitions/)")
+    sub.add_argument("name", type=usable_name, help="competition name (see work/competitions/)")
 
     sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
-    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
+    sub.add_argument("--competition", type=usable_name,
+                     help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--seed", type=SEED, default=0)
     add_balance_arguments(sub)
     add_threshold_command(command)

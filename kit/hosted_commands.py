@@ -2,7 +2,7 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from kit.arguments import WORKERS, whole
+from kit.arguments import WORKERS, usable_name, whole
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -57,7 +57,8 @@ def add_commands(command, add_scheduler_argument) -> None:
     """Register these commands on the `kit` parser."""
     sub = command("export", cmd_export, "write the participant bundle of a competition "
                                         "(public files and posters, no test label)")
-    sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
+    sub.add_argument("--competition", type=usable_name,
+                     help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--out", help="bundle file, .tar.gz or .zip "
                                    "(default: WORKDIR/bundles/<competition>.tar.gz)")
     sub.add_argument("--server", help="the grading server's URL, written into the bundle")
@@ -69,7 +70,8 @@ def add_commands(command, add_scheduler_argument) -> None:
     add_scheduler_argument(sub)
 
     def client_options(sub):
-        sub.add_argument("--competition", help="competition name (default: the current one, see `kit use`)")
+        sub.add_argument("--competition", type=usable_name,
+                         help="competition name (default: the current one, see `kit use`)")
         sub.add_argument("--server", help="grading server URL (default: the bundle's)")
         sub.add_argument("--token", help="your token (default: $KIT_TOKEN, then "
                                          "~/.config/poster-genre-kit/token)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kit.arguments import usable_name
 from kit.console import console, table
 from kit.errors import KitError
 from kit.workdir import Workdir
@@ -80,7 +81,7 @@ def add_command(command) -> None:
     from kit.train.config import THRESHOLD_GRID_NAMES
     sub = command("thresholds", cmd_thresholds, "score threshold rules of a run on films they "
                   "were not tuned on (out-of-fold thresholds), to choose --micro-weight")
-    sub.add_argument("--run", required=True, help="run name")
+    sub.add_argument("--run", type=usable_name, required=True, help="run name")
     sub.add_argument("--micro-weight", type=number(0.0, 100.0), nargs="+",
                      default=list(DEFAULT_WEIGHTS), help="weights to compare (default: "
                      "%(default)s)")
