@@ -74,6 +74,12 @@ def test_path_like_names_methods_and_query_tokens(server, organiser, database_ur
     assert httpx.get(f"{server.url}/api/submissions",
                      headers={"Authorization": f"Basic {token}"}).status_code == 401
     assert httpx.get(f"{server.url}/api/submissions/abc", headers=auth).status_code == 422
+    for number in ("99999999999999999999", "0", "-1"):    # beyond the id column: once a 500
+        for method, url in (("GET", f"/api/submissions/{number}"),
+                            ("PUT", f"/api/submissions/{number}/final")):
+            response = httpx.request(method, server.url + url, headers=auth, json={"final": True})
+            assert response.status_code == 422, (method, url, response.text)
+            assert "submission_id" in response.text
     assert httpx.put(f"{server.url}/api/submissions/1/final", content=b"{not json",
                      headers={**auth, "Content-Type": "application/json"}).status_code == 422
 

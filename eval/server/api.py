@@ -14,7 +14,7 @@ from sqlalchemy import select
 from eval.rules import iso_utc, next_reset, utc_now
 from eval.server import board
 from eval.server.database import Submission, Team
-from eval.server.deps import Caller, admin, participant, state
+from eval.server.deps import Caller, SubmissionId, admin, participant, state
 from eval.server.grader import GradingFailed, QueueFull
 from eval.server.state import DiskFull, ServerState, store_upload
 from eval.server.submissions import (LimitReached, SelectionRefused, full_view, public_view,
@@ -173,7 +173,7 @@ def own_submission(server: ServerState, caller: Caller, submission_id: int) -> S
 
 
 @router.get("/submissions/{submission_id}")
-def one_submission(submission_id: int, caller: Caller = Depends(participant),
+def one_submission(submission_id: SubmissionId, caller: Caller = Depends(participant),
                    server: ServerState = Depends(state)) -> dict:
     return full_view(own_submission(server, caller, submission_id), server.closed())
 
@@ -183,7 +183,8 @@ class FinalChoice(BaseModel):
 
 
 @router.put("/submissions/{submission_id}/final")
-def choose_final(submission_id: int, choice: FinalChoice, caller: Caller = Depends(participant),
+def choose_final(submission_id: SubmissionId, choice: FinalChoice,
+                 caller: Caller = Depends(participant),
                  server: ServerState = Depends(state)) -> dict:
     rules = server.rules()
     if server.closed(rules):

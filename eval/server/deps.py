@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 
 from eval.server.database import Participant, Team
 from eval.server.state import ServerState
 from eval.server.tokens import find_participant, token_hash
 
+# A submission's number in a URL: within the id column's 32-bit integers (a longer one once
+# reached SQLite and ended in a 500).
+SubmissionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a submission's number")]
 QUERY_TOKEN_NAMES = {"token", "access_token", "api_key", "apikey", "key", "auth"}
 
 

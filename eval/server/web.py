@@ -15,7 +15,7 @@ from sqlalchemy import select
 from eval.rules import read_rules, write_rules
 from eval.server.api import accept_submission, competition_status, leaderboard_data
 from eval.server.database import Participant, Submission, Team
-from eval.server.deps import Caller, state
+from eval.server.deps import Caller, SubmissionId, state
 from eval.server.pages import competition_facts, score_chart, time_left
 from eval.server.sessions import COOKIE, LIFETIME, LoginThrottle, make_cookie, read_cookie, \
     session_key
@@ -157,7 +157,8 @@ async def submit(request: Request, file: UploadFile = File(...), message: str = 
 
 
 @router.post("/me/final/{submission_id}")
-def final(request: Request, submission_id: int, final: str = Form("1"), csrf: str = Form(""),
+def final(request: Request, submission_id: SubmissionId, final: str = Form("1"),
+          csrf: str = Form(""),
           server: ServerState = Depends(state)):
     caller = web_caller(request)
     if caller is None:
