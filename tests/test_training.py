@@ -139,6 +139,26 @@ def test_a_frozen_run_gets_the_same_weights_whether_or_not_it_embedded_first(wor
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_mixup_mixes_each_row_and_its_labels_by_one_weight_and_a_seed_repeats_it(workdir):
+    from kit.train.loop import mixed
+    rows = torch.eye(64)                # row i is film i: a mixed row names its two films
+    torch.manual_seed(0)
+    inputs, targets = mixed(rows, rows.clone(), 0.2)
+    torch.testing.assert_close(inputs, targets)
+    torch.testing.assert_close(inputs.sum(1), torch.ones(64))
+    assert (inputs >= 0).all() and ((inputs > 0).sum(1) <= 2).all()
+    assert not torch.equal(inputs, rows)
+    weights = {}
+    for name, mixup in (("mix-a", 0.4), ("mix-b", 0.4), ("no-mix", 0.0)):
+        config = TrainConfig(model="efficientnet_lite0", frozen=True, views=("flip-middle",),
+                             epochs=1, batch_size=32, head_hidden=16, mixup=mixup)
+        train(config, Workdir(workdir), name)
+        weights[name] = torch.load(Workdir(workdir).run(name) / "best.pt",
+                                   weights_only=False)["model_state"]["layers.1.weight"]
+    assert torch.equal(weights["mix-a"], weights["mix-b"])
+    assert not torch.equal(weights["mix-a"], weights["no-mix"])
+
+
 @pytest.mark.parametrize("balance, loss", [("class-weight", "bce"), ("sampler", "asl"),
                                            ("min-per-genre", "focal")])
 def test_balancing_strategies_and_losses_train(workdir, balance, loss):
@@ -178,6 +198,7 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ("dropout = -0.5", "dropout in .*bad.toml must be between"),
     ("weight_cap = -1", "weight_cap in .*bad.toml must be between"),
     ("mirror = true", "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
+    ("mixup = 0.2", "frozen-mode options without frozen = true: mixup; set frozen = true"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
      "without frozen = true: joined_backbones, mirror; .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):

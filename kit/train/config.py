@@ -29,7 +29,7 @@ JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
-              "tuned_stages", "backbone_lr")                           # kit search --space
+              "tuned_stages", "backbone_lr", "mixup")                           # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight", "threshold_grid")                 # safe on resume
@@ -85,6 +85,9 @@ class TrainConfig:
                                 low=1e-12, high=10.0)
     head_hidden: int = option(0, "frozen mode: hidden units (0: logistic head)", low=0,
                               high=65536)
+    mixup: float = option(0.0, "frozen mode: mixup: each training batch is mixed with a "
+                               "shuffled copy of itself, features and labels alike, by a weight "
+                               "drawn from Beta(mixup, mixup) (0: off)", low=0.0, high=10.0)
     precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
                                     "image-model training steps; auto: bf16 on CPUs with native "
                                     "bf16 (AVX512-BF16, AMX), where it is faster, else fp32",
@@ -125,7 +128,8 @@ class TrainConfig:
 
     def __post_init__(self):
         frozen_only = [name for name in ("joined_backbones", "mirror", "stage_features",
-                                         "short_side", "tuned_stages") if getattr(self, name)]
+                                         "short_side", "tuned_stages", "mixup")
+                       if getattr(self, name)]
         if frozen_only and not self.frozen:
             raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
                            "; set frozen = true (--frozen) or leave them out")

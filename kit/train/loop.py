@@ -161,7 +161,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
         started = time.perf_counter()
         train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
                                      f"epoch {epoch + 1}/{config.epochs}", process,
-                                     bf16=config.bf16_training)
+                                     bf16=config.bf16_training, mixup=config.mixup)
         seconds = time.perf_counter() - started
         valid = evaluate(model, valid_loader, criterion, data.valid_labels)
         improved = valid["loss"] < state["best_loss"] - 1e-6
@@ -202,11 +202,13 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
 
 
 def train_one_epoch(network, criterion, optimizer, loader, description: str,
-                    process: Distributed = Distributed(), bf16: bool = False) -> float:
+                    process: Distributed = Distributed(), bf16: bool = False,
+                    mixup: float = 0.0) -> float:
     """One pass over ``loader``; returns the mean training loss (over this process's batches).
 
     ``bf16`` runs the forward pass under bfloat16 autocast (weights, loss and optimiser stay
-    float32), faster on CPUs with native bf16 (AVX512-BF16, AMX).
+    float32), faster on CPUs with native bf16 (AVX512-BF16, AMX). ``mixup`` > 0 mixes each
+    batch of features with a shuffled copy of itself (``mixed``).
     """
     keep_freed_memory()
     network.train()
@@ -214,15 +216,29 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     batches = track(loader, len(loader.sampler), description, "img", size=lambda b: len(b[0]),
                     scale=process.world, transient=True)
     for inputs, targets in batches:
+        inputs, targets = as_model_input(inputs), targets.float()
+        if mixup:
+            inputs, targets = mixed(inputs, targets, mixup)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = network(as_model_input(inputs))
-        loss = criterion(logits.float(), targets.float())
+            logits = network(inputs)
+        loss = criterion(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(inputs)
         count += len(inputs)
     return total / max(count, 1)
+
+
+def mixed(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018) of a batch of features: each row becomes ``w`` x itself +
+    (1 - ``w``) x another row of the batch, its labels alike, ``w`` drawn from Beta(alpha, alpha)
+    with torch's generator (so a seeded epoch draws the same)."""
+    weight = torch.distributions.Beta(alpha, alpha).sample().item()
+    partners = torch.randperm(len(inputs))
+    return (weight * inputs + (1 - weight) * inputs[partners],
+            weight * targets + (1 - weight) * targets[partners])
 
 
 def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels: np.ndarray

@@ -2,8 +2,8 @@
 
 The report searched learning rate (log-uniform between two bounds) and dropout (0.1 to 0.5 in
 steps of 0.05); that stays the default space. ``--space`` adds weight decay, the frozen head's
-hidden units, the batch size, and partial fine-tuning's stages (0 to 2) and learning rate
-(log-uniform, 1e-5 to 1e-3). Each trial is an ordinary run (``<name>-trialNN``, and
+hidden units, the batch size, partial fine-tuning's stages (0 to 2) and learning rate
+(log-uniform, 1e-5 to 1e-3), and the frozen head's mixup (0, 0.1, 0.2 or 0.4). Each trial is an ordinary run (``<name>-trialNN``, and
 ``-seedK`` for its further seeds), so an interrupted search resumes. A cross-fitted config
 (``folds`` > 1) scores each trial out of fold (its heads side by side within each trial); frozen
 heads on one split train side by side across trials and seeds (``kit.train.side_by_side``).
@@ -31,6 +31,7 @@ HEAD_HIDDEN = (0, 256, 512, 1024, 2048)
 BATCH_SIZES = (16, 32, 64, 128)
 TUNED_STAGES = (0, 1, 2)
 BACKBONE_LR = (1e-5, 1e-3)
+MIXUPS = (0.0, 0.1, 0.2, 0.4)
 LOG_SCALED = ("lr", "backbone_lr")       # shown as 1.23e-04
 
 
@@ -47,7 +48,7 @@ def search_space(lr_bounds: tuple[float, float]) -> dict[str, Callable]:
     draws = {"lr": _log_uniform(*lr_bounds), "dropout": _choice(DROPOUTS),
              "weight_decay": _choice(WEIGHT_DECAYS), "head_hidden": _choice(HEAD_HIDDEN),
              "batch_size": _choice(BATCH_SIZES), "tuned_stages": _choice(TUNED_STAGES),
-             "backbone_lr": _log_uniform(*BACKBONE_LR)}
+             "backbone_lr": _log_uniform(*BACKBONE_LR), "mixup": _choice(MIXUPS)}
     assert tuple(draws) == SEARCHABLE
     return draws
 
@@ -69,7 +70,8 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
     if unknown or not space:
         raise KitError(f"--space takes names among {', '.join(draws)}; got "
                        f"{', '.join(unknown) or 'none'}")
-    frozen_only = [s for s in ("head_hidden", "tuned_stages", "backbone_lr") if s in space]
+    frozen_only = [s for s in ("head_hidden", "tuned_stages", "backbone_lr", "mixup")
+                   if s in space]
     if frozen_only and not config.frozen:
         raise KitError(f"--space {' '.join(frozen_only)} needs a frozen-feature config "
                        "(--frozen)")
