@@ -7,16 +7,18 @@ from tests.conftest import run_cli
 def test_every_shipped_baseline_is_a_valid_config():
     from kit.train.config import TrainConfig
     shipped = sorted(baseline_file("lenet").parent.glob("*.toml"))
-    assert len(shipped) >= 7
+    assert len(shipped) >= 10
     for path in shipped:
         assert baseline_file(path.stem) == path
         TrainConfig.from_file(path)
-    best = TrainConfig.from_file(baseline_file("lite2-repeated-crossfit"))
+    best = TrainConfig.from_file(baseline_file("lite2-mixup-crossfit"))
     assert best.folds == 10 and best.repeats == 3 and best.mirror and best.stage_features == 3
     assert best.views == ("full",) and best.short_side == 350 and best.micro_weight == 0.3
-    assert best.threshold_grid == "log"
+    assert best.threshold_grid == "log" and best.mixup == 0.2
+    repeated = TrainConfig.from_file(baseline_file("lite2-repeated-crossfit"))
+    assert best.updated({"mixup": 0.0}) == repeated
     upright = TrainConfig.from_file(baseline_file("lite2-upright-crossfit"))
-    assert best.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
+    assert repeated.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
 
 
 def test_baseline_runs_from_data_to_score(synthetic_dir, tmp_path, capsys):
