@@ -706,3 +706,11 @@ def test_frozen_head_trained_on_fewer_films_than_features_stays_calibrated():
     head.eval()
     with torch.no_grad():
         assert float(loss(head(valid_x), valid_y)) < 1.5      # a std clamped at 1e-6: 19,000
+
+
+def test_the_readme_names_every_training_option():
+    from dataclasses import fields
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [f.name for f in fields(TrainConfig)
+               if f"`--{f.name.replace('_', '-')}`" not in readme]
+    assert not missing, f"README lists no option for {missing}"
