@@ -100,7 +100,8 @@ def add_commands(command) -> None:
     sub = command("participants", cmd_participants, "add, list or revoke participants")
     sub.add_argument("action", choices=["add", "list", "revoke"])
     sub.add_argument("name", nargs="?", type=usable_name)
-    sub.add_argument("--team", type=usable_name, help="team name (default: a team of the participant alone)")
+    sub.add_argument("--team", type=usable_name,
+                     help="team name (default: a team of the participant alone)")
     sub.add_argument("--baseline", action="store_true",
                      help="the team is an organiser's baseline, marked as such on the board")
     sub.add_argument("--db", help="database URL (default: SQLite in the competition's folder)")
