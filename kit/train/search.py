@@ -5,9 +5,9 @@ steps of 0.05); that stays the default space. ``--space`` adds weight decay, the
 hidden units, the batch size, partial fine-tuning's stages (0 to 2) and learning rate
 (log-uniform, 1e-5 to 1e-3), and the frozen head's mixup (0, 0.1, 0.2 or 0.4). Each trial is
 an ordinary run (``<name>-trialNN``, and ``-seedK`` for its further seeds), so an interrupted
-search resumes. A cross-fitted config
-(``folds`` > 1) scores each trial out of fold (its heads side by side within each trial); frozen
-heads on one split train side by side across trials and seeds (``kit.train.side_by_side``).
+search resumes. A cross-fitted config (``folds`` > 1) scores each trial out of fold (its heads
+side by side within each trial); frozen heads on one split train side by side across trials and
+seeds (``kit.train.side_by_side``).
 Trials are ranked by their mean valid loss over seeds; the table shows tuned F1 as mean and
 spread over seeds.
 """
