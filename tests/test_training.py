@@ -199,6 +199,7 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ("weight_cap = -1", "weight_cap in .*bad.toml must be between"),
     ("mirror = true", "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
     ("mixup = 0.2", "frozen-mode options without frozen = true: mixup; set frozen = true"),
+    ("frozen = true\nmixup = 1e-6", "mixup must be 0 .off. or at least 0.01, not 1e-06"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
      "without frozen = true: joined_backbones, mirror; .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):

@@ -23,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 LOSSES = ("bce", "asl", "focal")
+MIN_MIXUP = 0.01        # torch's Beta(a, a) mixes most batches half and half for a < 0.003
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -148,6 +149,10 @@ class TrainConfig:
         if self.tuned_stages and self.stage_features:
             raise KitError("stage_features pools stages that tuned_stages would tune; set one "
                            "of them to 0")
+        if 0 < self.mixup < MIN_MIXUP:
+            raise KitError(f"mixup must be 0 (off) or at least {MIN_MIXUP}, not {self.mixup}: "
+                           "below it torch's Beta sampler draws wrong weights (near 0.5 "
+                           "instead of near 0 or 1)")
 
     @property
     def bf16_training(self) -> bool:
