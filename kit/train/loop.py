@@ -81,6 +81,10 @@ def run_identity(config: TrainConfig, competition: Competition, run_name: str, d
                 pretrained_digest=file_digest(config.pretrained) if config.pretrained else None)
 
 
+# The way out when a run of that name exists: kit compare names its runs after --prefix.
+ANOTHER_NAME = "use another --name (kit compare: another --prefix)"
+
+
 def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
     """Resuming what another competition, other weights or other settings made is refused,
     naming what differs."""
@@ -88,10 +92,10 @@ def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
         raise KitError(f"run {run_name!r} was trained on competition "
                        f"{checkpoint.get('competition')!r}, not on {identity['competition']!r}; "
                        "resuming would mix them (its valid films may be test films here): "
-                       "use another --name, or --competition to pick its own")
+                       f"{ANOTHER_NAME}, or --competition to pick its own")
     if checkpoint.get("pretrained_digest") != identity["pretrained_digest"]:
         raise KitError(f"run {run_name!r} started from other --pretrained weights (the file's "
-                       "content changed); use another --name")
+                       f"content changed); {ANOTHER_NAME}")
     config = identity["config"]
     now = asdict(config)
     changed = {k: (v, now[k]) for k, v in checkpoint["config"].items()
@@ -99,7 +103,7 @@ def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
     if changed:
         raise KitError(f"run {run_name!r} was trained with other settings; resuming would mix "
                        "them (" + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
-                                            changed.items()) + "); use another --name")
+                                            changed.items()) + f"); {ANOTHER_NAME}")
 
 
 def check_new_run(run_dir: Path, run_name: str, resume: bool) -> None:
