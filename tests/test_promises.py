@@ -48,7 +48,6 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
         assert "Traceback" not in done.stderr and "error" in done.stderr
 
 
-
 def test_an_empty_or_unusable_name_is_refused_where_it_is_parsed(workdir):
     """`--name ''` once fell back to the default name and trained or wrote under it."""
     cases = [("kit", "train", "--name", ""), ("kit", "predict", "--run", "lenet", "--name", ""),
@@ -60,6 +59,7 @@ def test_an_empty_or_unusable_name_is_refused_where_it_is_parsed(workdir):
         done = run(*argv, "--workdir", str(workdir))
         assert done.returncode == 2, (argv, done.stderr)
         assert "is not a usable name" in done.stderr and "Traceback" not in done.stderr, argv
+
 
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
                           "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s"])

@@ -69,7 +69,8 @@ def test_resumed_run_equals_an_uninterrupted_one(workdir, monkeypatch):
 
 def test_resuming_with_other_settings_is_refused(workdir):
     train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "settings")
-    with pytest.raises(KitError, match="other settings.*lr: 0.001 -> 0.01"):
+    with pytest.raises(KitError, match=r"other settings.*lr: 0.001 -> 0.01.*use another --name "
+                                       r"\(kit compare: another --prefix\)"):
         train(TrainConfig(**{**TINY, "epochs": 1, "lr": 0.01}), Workdir(workdir), "settings",
               resume=True)
 

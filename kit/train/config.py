@@ -23,14 +23,14 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 LOSSES = ("bce", "asl", "focal")
-MIN_MIXUP = 0.01        # torch's Beta(a, a) mixes most batches half and half for a < 0.003
+MIN_MIXUP = 0.01    # below about 0.003 torch's Beta(a, a) draws weights near 0.5, not near 0 or 1
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
-              "tuned_stages", "backbone_lr", "mixup")                           # kit search --space
+              "tuned_stages", "backbone_lr", "mixup")                  # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight", "threshold_grid")                 # safe on resume
