@@ -53,7 +53,7 @@ def server_benchmark(work: str) -> dict:
     """Run the measurement; returns latencies in ms and scored submissions per second."""
     import httpx
     sys.path.insert(0, str(Path(__file__).parent))
-    from run import make_answer_key
+    from measurements import make_answer_key
     from eval.cli import main as eval_main
     work = Path(work)
     competition = work / "competitions" / "bench"

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from run import ROOT, make_answer_key, run_measured   # bench/run.py, beside this file
+from measurements import make_answer_key          # beside this file
+from run import ROOT, run_measured
 
 sys.path.insert(0, str(ROOT))       # tests.shapes: the shapes the test suite uses, at full size
 from kit.files import read_table
