@@ -18,7 +18,7 @@ from kit.train.config import TrainConfig, resolve_precision
 from kit.train.loop import make_optimizer
 from kit.train.run import train
 from kit.workdir import Workdir
-from tests.test_training import private_moved_away
+from tests.training_setup import private_moved_away
 
 TUNED = dict(model="efficientnet_lite0", frozen=True, views=("full", "top"), tuned_stages=1,
              head_hidden=16, epochs=2, batch_size=32, backbone_lr=1e-3)
