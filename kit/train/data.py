@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from kit import balancing
 from kit.competition import Competition
-from kit.embeddings import Backbone, EmbeddingCache, embed_store, mirror_view
+from kit.embeddings import Backbone, EmbeddingCache, embed_stores, mirror_view
 from kit.splits import stratified_folds
 from kit.train.config import TrainConfig, resolve_precision
 from kit.train.distributed import epoch_seed, run_seed
@@ -100,7 +100,17 @@ def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool 
     """The frozen backbones' embedding cache for every poster of the store (built if missing):
     the model's views, then those of each joined backbone, side by side; with ``mirror``, the
     same again for the mirrored views. With ``tuned_stages``, the maps those stages take, or
-    with ``pooled`` the pooled features all the same."""
+    with ``pooled`` the pooled features all the same; both are embedded together."""
+    wanted = embedding_requests(config, pooled)
+    others = embedding_requests(config, not pooled) if config.tuned_stages else []
+    caches = embed_stores(store, wanted + others, resolve_precision(config.precision),
+                          scheduler=scheduler)[:len(wanted)]
+    return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
+
+
+def embedding_requests(config: TrainConfig, pooled: bool) -> list[tuple[Backbone, tuple]]:
+    """Each backbone of ``config`` with each of its view sets, in the order their features are
+    joined (views, then mirrored views)."""
     view_sets = [tuple(config.views)]
     if config.mirror:
         view_sets.append(tuple(mirror_view(name) for name in config.views))
@@ -108,10 +118,7 @@ def embed_for(config: TrainConfig, store, scheduler: str = "auto", pooled: bool 
                           0 if pooled else config.tuned_stages, config.stage_features,
                           config.short_side)
                  for name in dict.fromkeys((config.model, *config.joined_backbones))]
-    caches = [embed_store(store, backbone, views, resolve_precision(config.precision),
-                          scheduler=scheduler)
-              for views in view_sets for backbone in backbones]
-    return caches[0] if len(caches) == 1 else EmbeddingCache.joined(caches)
+    return [(backbone, views) for views in view_sets for backbone in backbones]
 
 
 def feature_scaling(train_x: torch.Tensor, mirror: bool = False
