@@ -146,3 +146,15 @@ def test_pool_workers_never_inherit_a_used_torch_thread_pool():
                           timeout=180, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[300,", "301,", "302,", "303]"]
+
+
+def torch_threads(job):
+    import torch
+    return torch.get_num_threads()
+
+
+def test_pool_workers_share_the_cores_instead_of_each_taking_them_all():
+    """Each of a pool's workers computes on the cores over the workers the jobs keep busy."""
+    cores = os.cpu_count() or 1
+    assert set(run_jobs(torch_threads, list(range(4)), "auto", workers=2)) == {max(1, cores // 2)}
+    assert set(run_jobs(torch_threads, [0, 1], "auto", workers=cores + 1)) == {max(1, cores // 2)}
