@@ -59,7 +59,9 @@ def train_side_by_side(jobs: list[HeadJob], scheduler: str, workers: int) -> lis
     """Train ``jobs`` on ``workers`` of the scheduler's; their summaries in the jobs' order."""
     for job in jobs:
         check_new_run(Path(job.run_dir), job.name, job.resume)
-    embed_for(jobs[0].config, jobs[0].competition.store(), scheduler)    # before any worker reads
+    store = jobs[0].competition.store()
+    for config in dict.fromkeys(job.config for job in jobs):     # before any worker reads
+        embed_for(config, store, scheduler)
     done = {}
     for summary in track(run_jobs(train_head, jobs, scheduler, workers), len(jobs),
                          f"training {len(jobs)} heads", "heads"):
