@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, emoji=False)   # ":x:" in data stays text
 
 
 def progress(transient: bool = False) -> Progress:

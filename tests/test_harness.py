@@ -120,6 +120,17 @@ def test_private_part_shown_when_asked_or_closed(key, competition, tmp_path, cap
         (competition.folder / "CLOSED").unlink()
 
 
+def test_problems_quote_the_file_verbatim_not_as_console_markup(competition, tmp_path, capsys):
+    """A header such as /etc/passwd's "root:x:0" must not come back as an emoji or a style."""
+    from eval.cli import main
+    bad = tmp_path / "bad.csv"
+    bad.write_text("root:x:0:0,[bold]Drama[/bold],:smile:\ntt01,1,1\n")
+    assert main(["score", str(bad), "--answers",
+                 str(competition.folder / "private" / "answers.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "root:x:0:0, [bold]Drama[/bold], :smile:" in err, err
+
+
 def test_paired_comparison_against_another_submission(key, competition, tmp_path):
     perfect = answers_as_submission(key, tmp_path / "p.csv")
     result = score_submission(perfect, key, resamples=200,
