@@ -106,7 +106,9 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     problems: list[str] = []
     lowered = [name.lower() for name in header]
     if "id" not in lowered:
-        raise SubmissionError([f"no 'id' column among the header's {len(header)} columns"])
+        columns = f"{len(header)} column{'s' if len(header) != 1 else ''}"
+        raise SubmissionError([f"no 'id' column among the header's {columns}: "
+                               f"{_listing(header)}"])
     duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise SubmissionError([f"duplicated columns: {_listing(duplicated)}"])
