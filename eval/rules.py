@@ -19,6 +19,11 @@ RANKING_METRICS = ("f1_macro", "f1_micro", "f1_samples", "f1_weighted", "accurac
                    "subset_accuracy")
 
 
+# Each rule's `python -m eval rules` option, named beside the rule's own name in messages.
+OPTIONS = {"daily_limit": "--daily-limit", "invalid_daily_limit": "--invalid-limit",
+           "final_limit": "--final", "max_upload_mb": "--max-upload-mb"}
+
+
 @dataclass(frozen=True)
 class Rules:
     """What every team may do, and how the board ranks them."""
@@ -33,15 +38,15 @@ class Rules:
         for name in ("daily_limit", "invalid_daily_limit", "final_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
-                raise KitError(f"rule {name.replace('_', '-')} must be a whole number from 1 to "
-                               f"10,000, got {value!r}")
+                raise KitError(f"rule {name} ({OPTIONS[name]}) must be a whole number from 1 "
+                               f"to 10,000, got {value!r}")
         if self.metric not in RANKING_METRICS:
             raise KitError(f"unknown ranking metric {self.metric!r}; choose one of "
                            f"{', '.join(RANKING_METRICS)}")
         if not isinstance(self.max_upload_mb, (int, float)) or isinstance(self.max_upload_mb, bool) \
                 or not 0.001 <= self.max_upload_mb <= 10_000:
-            raise KitError(f"rule max-upload-mb must be between 0.001 and 10,000, got "
-                           f"{self.max_upload_mb!r}")
+            raise KitError(f"rule max_upload_mb ({OPTIONS['max_upload_mb']}) must be between "
+                           f"0.001 and 10,000, got {self.max_upload_mb!r}")
         if self.deadline is not None:
             object.__setattr__(self, "deadline", iso_utc(parse_deadline(self.deadline)))
 

@@ -116,6 +116,16 @@ def test_the_current_competition_is_explicit(organiser, capsys):
     assert code == 2 and "no competition 'nope'" in err
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--final", "0", "rule final_limit (--final) must be a whole number from 1 to 10,000, got 0"),
+    ("--invalid-limit", "10001", "rule invalid_daily_limit (--invalid-limit) must be"),
+    ("--max-upload-mb", "0", "rule max_upload_mb (--max-upload-mb) must be between 0.001")])
+def test_a_refused_rule_names_the_option_that_sets_it(organiser, capsys, option, value, message):
+    from eval.cli import main
+    assert main(["rules", "--workdir", str(organiser), option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_genre_names_that_look_like_markup_or_math_are_data(tmp_path, capsys):
     """`kit prepare`, `kit split` and their tables and figures take any genre name."""
     import pandas as pd
