@@ -61,8 +61,9 @@ def _request(method: str, url: str, token: str, **options):
         return httpx.request(method, url, headers={"Authorization": f"Bearer {token}"},
                              timeout=httpx.Timeout(300.0, connect=10.0), **options)
     except httpx.HTTPError as error:
-        raise ClientError(f"cannot reach the server {url}: {error or type(error).__name__}",
-                          UNREACHABLE) from None
+        raise ClientError(f"cannot reach the server {url}: {error or type(error).__name__}; "
+                          "is it running at that address? (--server gives another than the "
+                          "bundle's)", UNREACHABLE) from None
 
 
 def _refusal(response) -> ClientError:

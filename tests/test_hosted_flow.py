@@ -63,7 +63,8 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
     assert code == 2 and "no submission" in err
     code, _, err = run_cli(capsys, "submit", csv, *work, "--token", rival, "--server",
                            "http://127.0.0.1:9")
-    assert code == 1 and "cannot reach" in err
+    assert code == 1 and "cannot reach the server http://127.0.0.1:9" in err
+    assert "is it running at that address?" in err
     assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
 
     assert eval_main(["close", "--workdir", str(organiser)]) == 0
