@@ -23,6 +23,7 @@ import pandas as pd
 from eval.columnar import plain_values
 from eval.row_widths import wide_rows
 from kit.console import read_chunks
+from kit.errors import visible
 from kit.labels import parse as parse_labels
 
 CHUNK_ROWS = 250_000
@@ -65,6 +66,7 @@ def _listing(items, total: int | None = None) -> str:
 
 
 def _cut(text: str) -> str:
+    text = visible(text)
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 1] + "…"
 
 

@@ -11,6 +11,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from rich.table import Table
 from rich.text import Text
 
+from kit.errors import visible
+
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
 console = Console(stderr=True, highlight=False, emoji=False)   # ":x:" in data stays text
 
@@ -98,7 +100,7 @@ def format_value(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value)
+    return visible(str(value))
 
 
 def summary(title: str, data: dict[str, Any], as_json: bool) -> None:

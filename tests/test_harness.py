@@ -131,6 +131,28 @@ def test_problems_quote_the_file_verbatim_not_as_console_markup(competition, tmp
     assert "root:x:0:0, [bold]Drama[/bold], :smile:" in err, err
 
 
+def test_problems_show_invisible_characters_and_never_pass_on_terminal_codes(competition,
+                                                                             tmp_path, capsys):
+    """A header or an id holding escape sequences or zero-width characters is quoted with
+    them written out, so the message says what is wrong and cannot drive the terminal."""
+    from eval.cli import main
+    bad = tmp_path / "bad.csv"
+    bad.write_text("i\x1b[2Jd\u200b,Drama\x07\n", encoding="utf-8")
+    assert main(["score", str(bad), "--answers",
+                 str(competition.folder / "private" / "answers.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "i\\x1b[2Jd\\u200b, Drama\\x07 (2 in all)" in err, err
+    assert not {"\x1b", "\x07", "\u200b"} & set(err)
+    ids = tmp_path / "ids.csv"
+    header = (competition.public / "sample_submission.csv").read_text().splitlines()[0]
+    ids.write_text(f"{header}\n\x1b]0;title\x07{',0' * header.count(',')}\n")
+    assert main(["score", str(ids), "--answers",
+                 str(competition.folder / "private" / "answers.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "ids not in the test set: \\x1b]0;title\\x07 (1 in all)" in err, err
+    assert "\x1b" not in err
+
+
 def test_paired_comparison_against_another_submission(key, competition, tmp_path):
     perfect = answers_as_submission(key, tmp_path / "p.csv")
     result = score_submission(perfect, key, resamples=200,
