@@ -8,7 +8,6 @@ import unicodedata
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from eval.rules import iso_utc, next_reset, utc_now
@@ -16,13 +15,18 @@ from eval.server import board
 from eval.server.database import Submission, Team
 from eval.server.deps import Caller, SubmissionId, admin, participant, state
 from eval.server.grader import GradingFailed, QueueFull
+from eval.server.schemas import (AllSubmissions, CompetitionStatus, FinalChoice, Health,
+                                 Leaderboard, Me, NewParticipant, ParticipantAdded, Participants,
+                                 Problem, RequestProblem, Rejected, Revoked, Scored,
+                                 SubmissionDetail, SubmissionView, TeamSubmissions, answers)
 from eval.server.state import DiskFull, ServerState, store_upload
 from eval.server.submissions import (LimitReached, SelectionRefused, full_view, public_view,
                                      record, remaining, reserve, select_final, team_submissions)
 from eval.server.tokens import add_participant, list_participants, revoke_participant
 from kit.errors import KitError
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=answers(413, 503))   # every body; the database
+TOKEN_ERRORS = (400, 401)                # a token in the query string; a missing or bad one
 MAX_MESSAGE = 1000
 
 
@@ -42,12 +46,12 @@ def competition_status(server: ServerState) -> dict:
             if deadline else None}
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 def health() -> dict:
     return {"ok": True}
 
 
-@router.get("/rules")
+@router.get("/rules", response_model=CompetitionStatus, responses=answers(*TOKEN_ERRORS))
 def get_rules(caller: Caller = Depends(participant),
               server: ServerState = Depends(state)) -> dict:
     return competition_status(server)
@@ -69,12 +73,12 @@ async def leaderboard_data(server: ServerState) -> dict:
     return data
 
 
-@router.get("/leaderboard")
+@router.get("/leaderboard", response_model=Leaderboard, response_model_exclude_unset=True)
 async def get_leaderboard(server: ServerState = Depends(state)) -> dict:
     return await leaderboard_data(server)
 
 
-@router.get("/me")
+@router.get("/me", response_model=Me, responses=answers(*TOKEN_ERRORS))
 def me(caller: Caller = Depends(participant), server: ServerState = Depends(state)) -> dict:
     return {"participant": caller.participant.name, "team": caller.team.name,
             **remaining(server.db, caller.team.id, server.rules()),
@@ -147,14 +151,17 @@ async def accept_submission(server: ServerState, caller: Caller, upload: UploadF
     return 201, {**body, "rank": ranks.get(caller.team.name)}
 
 
-@router.post("/submissions", status_code=201)
+@router.post("/submissions", status_code=201, response_model=Scored,
+             responses=answers(*TOKEN_ERRORS, 403, 408, 413, 429, 507,
+                               s422=Rejected | RequestProblem))
 async def submit(file: UploadFile = File(...), message: str = Form(""),
                  caller: Caller = Depends(participant), server: ServerState = Depends(state)):
     status, body = await accept_submission(server, caller, file, message)
     return JSONResponse(body, status_code=status)
 
 
-@router.get("/submissions")
+@router.get("/submissions", response_model=TeamSubmissions, response_model_exclude_unset=True,
+            responses=answers(*TOKEN_ERRORS))
 def own_submissions(caller: Caller = Depends(participant),
                     server: ServerState = Depends(state)) -> dict:
     closed = server.closed()
@@ -172,17 +179,16 @@ def own_submission(server: ServerState, caller: Caller, submission_id: int) -> S
     return row
 
 
-@router.get("/submissions/{submission_id}")
+@router.get("/submissions/{submission_id}", response_model=SubmissionDetail,
+            response_model_exclude_unset=True,
+            responses=answers(*TOKEN_ERRORS, 404, s422=RequestProblem))
 def one_submission(submission_id: SubmissionId, caller: Caller = Depends(participant),
                    server: ServerState = Depends(state)) -> dict:
     return full_view(own_submission(server, caller, submission_id), server.closed())
 
 
-class FinalChoice(BaseModel):
-    final: bool = True
-
-
-@router.put("/submissions/{submission_id}/final")
+@router.put("/submissions/{submission_id}/final", response_model=SubmissionView,
+            responses=answers(*TOKEN_ERRORS, 403, 404, 409, s422=RequestProblem))
 def choose_final(submission_id: SubmissionId, choice: FinalChoice,
                  caller: Caller = Depends(participant),
                  server: ServerState = Depends(state)) -> dict:
@@ -198,10 +204,11 @@ def choose_final(submission_id: SubmissionId, choice: FinalChoice,
     return public_view(row)
 
 
-admin_router = APIRouter(prefix="/api/admin", dependencies=[Depends(admin)])
+admin_router = APIRouter(prefix="/api/admin", dependencies=[Depends(admin)],
+                         responses=answers(*TOKEN_ERRORS, 403, 413, 503))
 
 
-@admin_router.get("/submissions")
+@admin_router.get("/submissions", response_model=AllSubmissions)
 def all_submissions(server: ServerState = Depends(state)) -> dict:
     with server.db.reading() as session:
         rows = session.execute(select(Submission, Team.name).join(Team)
@@ -209,18 +216,13 @@ def all_submissions(server: ServerState = Depends(state)) -> dict:
     return {"submissions": [{**full_view(s, True), "team": name} for s, name in rows]}
 
 
-@admin_router.get("/participants")
+@admin_router.get("/participants", response_model=Participants)
 def participants(server: ServerState = Depends(state)) -> dict:
     return {"participants": list_participants(server.db)}
 
 
-class NewParticipant(BaseModel):
-    name: str
-    team: str | None = None
-    baseline: bool = False
-
-
-@admin_router.post("/participants", status_code=201)
+@admin_router.post("/participants", status_code=201, response_model=ParticipantAdded,
+                   responses=answers(409, s422=Problem | RequestProblem))
 def new_participant(body: NewParticipant, server: ServerState = Depends(state)) -> dict:
     try:
         return add_participant(server.db, body.name, body.team, body.baseline)
@@ -228,7 +230,8 @@ def new_participant(body: NewParticipant, server: ServerState = Depends(state)) 
         raise HTTPException(409 if "exists" in str(error) else 422, str(error)) from None
 
 
-@admin_router.post("/participants/{name}/revoke")
+@admin_router.post("/participants/{name}/revoke", response_model=Revoked,
+                   responses=answers(404, s422=RequestProblem))
 def revoke(name: str, server: ServerState = Depends(state)) -> dict:
     try:
         return revoke_participant(server.db, name)
@@ -236,7 +239,7 @@ def revoke(name: str, server: ServerState = Depends(state)) -> dict:
         raise HTTPException(404, str(error)) from None
 
 
-@admin_router.post("/close")
+@admin_router.post("/close", response_model=CompetitionStatus)
 def close(server: ServerState = Depends(state)) -> dict:
     server.competition.closed_marker.write_text("closed\n")
     return competition_status(server)

@@ -6,8 +6,12 @@ import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from eval.server.database import Database
 from eval.server.grader import Grader
@@ -16,6 +20,7 @@ from kit.competition import Competition
 
 MULTIPART_OVERHEAD = 64 * 1024     # headers and boundaries around the uploaded file
 SMALL_BODY = 64 * 1024             # every other request
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class BodyGuard:
@@ -129,7 +134,30 @@ def create_app(competition: Competition, db_url: str, workers: int = 2, queue: i
                                        "changed, try again shortly"}, status_code=503,
                             headers={"Retry-After": "5"})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if error.status_code == 405:       # Starlette names only the first matching route's
+            methods = [method for method in HTTP_METHODS if any(
+                route.matches({**request.scope, "method": method})[0] == Match.FULL
+                for route in app.router.routes)]
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(methods)}
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def unreadable_request(request: Request, error: RequestValidationError):
+        return JSONResponse(request_problem(error.errors()), status_code=422)
+
     return app
+
+
+def request_problem(errors) -> dict:
+    """One sentence for every field the request got wrong, and the fields themselves (without
+    the values sent, which can be large)."""
+    found = [{"loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
+              "msg": e["msg"], "type": e["type"]} for e in errors]
+    where = [".".join(str(p) for p in e["loc"][1:]) or e["loc"][0] for e in found]
+    return {"detail": "; ".join(f"{place}: {e['msg']}" for place, e in zip(where, found)),
+            "errors": found}
 
 
 def serve(competition: Competition, db_url: str, host: str, port: int, workers: int,

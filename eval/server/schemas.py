@@ -1,0 +1,175 @@
+"""The JSON API's bodies as pydantic models: what `/api/openapi.json` promises, status by status.
+
+Every error is ``{"detail": "one sentence"}``; a request the API cannot read (a path, a field)
+adds ``errors``, one entry per problem. A file that is not a valid submission answers 422 with
+the recorded submission and its problems."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what went wrong, in one sentence")
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description="where: path, query or body, then the field")
+    msg: str
+    type: str
+
+
+class RequestProblem(Problem):
+    errors: list[FieldProblem]
+
+
+class RulesView(BaseModel):
+    daily_limit: int
+    invalid_daily_limit: int
+    final_limit: int
+    deadline: str | None = Field(description="ISO 8601, UTC; null: no deadline")
+    metric: str
+    max_upload_mb: float
+
+
+class CompetitionStatus(BaseModel):
+    competition: str
+    rules: RulesView
+    closed: bool
+    now: str
+    seconds_left: int | None = Field(description="until the deadline; null: no deadline")
+
+
+class Remaining(BaseModel):
+    remaining_today: int = Field(description="scored submissions the team has left today")
+    invalid_remaining_today: int
+    resets_at: str = Field(description="the next UTC midnight")
+
+
+class Me(Remaining, CompetitionStatus):
+    participant: str
+    team: str
+
+
+class SubmissionView(BaseModel):
+    """A submission as its team sees it: never a private number before the close."""
+    id: int
+    status: Literal["pending", "scored", "invalid", "failed"]
+    created_at: str
+    filename: str
+    message: str
+    kind: str | None = Field(description="probabilities, decisions or labels, once scored")
+    sha256: str
+    score: float | None = Field(description="the public score by the competition's metric")
+    interval: list[float] | None = Field(description="its 95% bootstrap interval")
+    public: dict[str, Any] | None = Field(description="every metric on the public part")
+    problems: list[str] | None = Field(description="why the file is invalid or failed")
+    final: bool
+
+
+class SubmissionDetail(SubmissionView):
+    private_score: float | None = Field(None, description="only once the competition is closed")
+
+
+class TeamSubmissions(Remaining):
+    team: str
+    submissions: list[SubmissionDetail]
+
+
+class Scored(Remaining, SubmissionView):
+    metric: str
+    rank: int | None = Field(description="the team's rank on the public board")
+
+
+class Rejected(Remaining, SubmissionView):
+    detail: str
+    metric: str
+
+
+class BoardRow(BaseModel):
+    """A team's row, or a reference predictor's (unranked); the private board's rows carry
+    the chosen submission and the shake-up instead of the public entries."""
+    team: str
+    reference: bool
+    rank: int | None
+    score: float | None
+    baseline: bool | None = None
+    interval: list[float] | None = None
+    entries: int | None = None
+    last_submission: str | None = None
+    best: int | None = None
+    tied: bool | None = Field(None, description="not distinguishable from the leader")
+    submission: int | None = None
+    selected: Literal["chosen", "best public"] | None = None
+    public_rank: int | None = None
+    shake_up: int | None = None
+
+
+class Leaderboard(CompetitionStatus):
+    metric: str
+    ranked_by: Literal["public", "private"]
+    public: list[BoardRow]
+    private: list[BoardRow] | None = Field(None, description="only once the competition is "
+                                                            "closed")
+
+
+class RequestBody(BaseModel):
+    """A body sent to the API: types as declared (``0`` is not ``false``) and no unknown field
+    (a misspelt ``"finale": false`` would otherwise select a final by the default)."""
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class FinalChoice(RequestBody):
+    final: bool = True
+
+
+class NewParticipant(RequestBody):
+    name: str
+    team: str | None = None
+    baseline: bool = False
+
+
+class ParticipantAdded(BaseModel):
+    participant: str
+    team: str
+    baseline: bool
+    token: str = Field(description="shown this once; only its SHA-256 is stored")
+
+
+class ParticipantView(BaseModel):
+    participant: str
+    team: str
+    baseline: bool
+    revoked: bool
+    submissions: int
+    created_at: str
+
+
+class Participants(BaseModel):
+    participants: list[ParticipantView]
+
+
+class Revoked(BaseModel):
+    participant: str
+    revoked: bool
+
+
+class TeamSubmission(SubmissionDetail):
+    team: str
+
+
+class AllSubmissions(BaseModel):
+    submissions: list[TeamSubmission]
+
+
+class Health(BaseModel):
+    ok: bool
+
+
+def answers(*statuses: int, **models: Any) -> dict[int, dict]:
+    """OpenAPI ``responses`` for error ``statuses`` (a ``Problem`` body each) and others given
+    as ``s422=Rejected``."""
+    documented = {status: {"model": Problem} for status in statuses}
+    documented.update({int(name[1:]): {"model": model} for name, model in models.items()})
+    return documented
