@@ -118,14 +118,24 @@ def running(state: dict, config: TrainConfig) -> bool:
     return state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
 
 
+def training_threads(config: TrainConfig, world: int) -> int:
+    """One thread for a head on frozen features, wherever it trains (side by side, in turn,
+    under torchrun): a matrix product split over two threads sums in another order, so its
+    weights would depend on how it was scheduled (they did, on an Intel Xeon), and its small
+    matrices leave a second thread mostly idle. Anything else: the cores, shared among
+    torchrun's processes."""
+    if config.frozen and not config.tuned_stages:
+        return 1
+    return max(1, (os.cpu_count() or 1) // world)
+
+
 def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
-              resume: bool = False, scheduler: str = "auto", fold: int | None = None,
-              threads: int | None = None) -> dict | None:
-    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``), on
-    ``threads`` threads (default: the cores, shared among torchrun's processes)."""
+              resume: bool = False, scheduler: str = "auto", fold: int | None = None
+              ) -> dict | None:
+    """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
     process = start_distributed()
     check_new_run(run_dir, run_name, resume)
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // process.world))
+    torch.set_num_threads(training_threads(config, process.world))
     seed = run_seed(config.seed, fold)
     data = prepare_data(config, competition, scheduler, fold)
     seed_everything(seed)     # after any embedding, whose backbone draws random initial weights
