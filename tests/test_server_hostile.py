@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -139,4 +140,14 @@ def test_a_full_disk_refuses_the_upload_with_507_and_leaves_nothing(serve, organ
     listing = httpx.get(f"{server.url}/api/submissions",
                         headers={"Authorization": f"Bearer {token}"}).json()
     assert listing["submissions"] == [] and listing["remaining_today"] == 5
+    assert httpx.get(f"{server.url}/api/health").status_code == 200
+
+
+def test_a_port_in_use_or_a_foreign_host_is_one_message(server, organiser, database_url):
+    for options in (["--port", str(server.port)], ["--host", "999.1.1.1", "--port", "8000"]):
+        result = subprocess.run([sys.executable, "-m", "eval", "serve", "--workdir",
+                                 str(organiser), "--db", database_url, *options],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "error: cannot listen on" in result.stderr and "Traceback" not in result.stderr
     assert httpx.get(f"{server.url}/api/health").status_code == 200

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
@@ -17,6 +18,7 @@ from eval.server.database import Database
 from eval.server.grader import Grader
 from eval.server.state import ServerState
 from kit.competition import Competition
+from kit.errors import KitError
 
 MULTIPART_OVERHEAD = 64 * 1024     # headers and boundaries around the uploaded file
 SMALL_BODY = 64 * 1024             # every other request
@@ -160,14 +162,33 @@ def request_problem(errors) -> dict:
             "errors": found}
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``; KitError naming why not (the port in use, a host
+    that is not this machine's), before anything starts."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:            # socket.gaierror included
+        raise KitError(f"cannot listen on {host}:{port}: {error.strerror or error} (another "
+                       "server on that port? choose another --port, or a --host of this "
+                       "machine)") from None
+    return sock
+
+
 def serve(competition: Competition, db_url: str, host: str, port: int, workers: int,
           queue: int, body_timeout: float) -> None:
     """Run the server with uvicorn until interrupted."""
     import uvicorn
     from kit.console import console
+    sock = listening_socket(host, port)
     app = create_app(competition, db_url, workers, queue, body_timeout=body_timeout)
-    console.print(f"grading server of {competition.name} on http://{host}:{port} "
+    shown = f"[{host}]" if ":" in host else host            # an IPv6 address
+    console.print(f"grading server of {competition.name} on http://{shown}:{port} "
                   f"(database {app.state.kit.db.engine.url.render_as_string(hide_password=True)}"
                   f"; admin token in {competition.server / 'admin-token'})")
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5,
-                h11_max_incomplete_event_size=64 * 1024)
+    config = uvicorn.Config(app, log_level="info", timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=64 * 1024)
+    uvicorn.Server(config).run(sockets=[sock])
