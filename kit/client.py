@@ -66,23 +66,38 @@ def _request(method: str, url: str, token: str, **options):
                           "bundle's)", UNREACHABLE) from None
 
 
-def _refusal(response) -> ClientError:
+def _not_the_grading_server(response) -> ClientError:
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return ClientError(f"{response.request.url} answered {response.status_code} "
+                       f"{response.reason_phrase} ({kind}), not as a poster-genre-kit grading "
+                       "server: is --server this competition's address?", UNREACHABLE)
+
+
+def _answer(response, expected: int, fields: tuple[str, ...] = ()) -> dict:
+    """The JSON body of a ``expected`` answer holding ``fields``; otherwise the ClientError
+    that says why: a refusal, with its exit code, or a server that is not the grading server."""
     try:
         body = response.json()
     except ValueError:
-        body = {}
-    detail = body.get("detail") if isinstance(body, dict) else None
-    detail = detail if isinstance(detail, str) else response.reason_phrase
-    code = response.status_code
+        body = None
+    if not isinstance(body, dict):
+        raise _not_the_grading_server(response)
+    if response.status_code == expected:
+        if not all(field in body for field in fields):
+            raise _not_the_grading_server(response)
+        return body
+    detail, code = body.get("detail"), response.status_code
+    if not isinstance(detail, str):
+        raise _not_the_grading_server(response)
     if code == 401:
-        return ClientError(f"not authorised: {detail}", UNAUTHORISED)
+        raise ClientError(f"not authorised: {detail}", UNAUTHORISED)
     if code in (403, 409, 429):
-        return ClientError(f"refused by the rules: {detail}", RULES)
+        raise ClientError(f"refused by the rules: {detail}", RULES)
     if code == 404:
-        return ClientError(detail, INVALID)
+        raise ClientError(detail, INVALID)
     if code in (413, 422):
-        return ClientError(f"invalid submission: {detail}", INVALID, body.get("problems"))
-    return ClientError(f"the server answered {code}: {detail}", UNREACHABLE)
+        raise ClientError(f"invalid submission: {detail}", INVALID, body.get("problems"))
+    raise ClientError(f"the server answered {code}: {detail}", UNREACHABLE)
 
 
 def check_file(path: str, competition: Competition) -> str:
@@ -106,9 +121,8 @@ def submit(workdir: Workdir, path: str, server: str | None, token: str | None, m
         response = _request("POST", f"{url}/api/submissions", token,
                             files={"file": (Path(path).name, handle, "text/csv")},
                             data={"message": message})
-    if response.status_code != 201:
-        raise _refusal(response)
-    body = response.json()
+    body = _answer(response, 201, ("id", "metric", "score", "interval", "rank",
+                                   "remaining_today", "resets_at"))
     return {"submission": path, "id": body["id"], "metric": body["metric"],
             "public_score": body["score"], "interval": body["interval"], "rank": body["rank"],
             "remaining_today": body["remaining_today"], "resets_at": body["resets_at"]}
@@ -119,10 +133,7 @@ def submissions(workdir: Workdir, server: str | None, token: str | None,
     """The team's own submissions with their public scores."""
     found = Competition.find(workdir, competition)
     url, token = find_server(server, found), find_token(token)
-    response = _request("GET", f"{url}/api/submissions", token)
-    if response.status_code != 200:
-        raise _refusal(response)
-    return response.json()
+    return _answer(_request("GET", f"{url}/api/submissions", token), 200, ("team", "submissions"))
 
 
 def select_final(workdir: Workdir, submission_id: int, final: bool, server: str | None,
@@ -132,7 +143,5 @@ def select_final(workdir: Workdir, submission_id: int, final: bool, server: str 
     url, token = find_server(server, found), find_token(token)
     response = _request("PUT", f"{url}/api/submissions/{submission_id}/final", token,
                         json={"final": final})
-    if response.status_code != 200:
-        raise _refusal(response)
-    body = response.json()
+    body = _answer(response, 200, ("id", "final", "score"))
     return {"id": body["id"], "final": body["final"], "score": body["score"]}

@@ -3,14 +3,38 @@ server a real uvicorn process: export, join, train, predict, submit, finals, clo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from eval.cli import main as eval_main
 from tests.conftest import run_cli
-from tests.servers import GradingServer
+from tests.servers import GradingServer, free_port
 from tests.test_server import add
+
+
+@contextmanager
+def plain_http_server(folder):
+    """Python's own http.server on a free port: HTML pages, 404s and 501s, no JSON."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                                "127.0.0.1", "--directory", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture
@@ -65,6 +89,10 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
                            "http://127.0.0.1:9")
     assert code == 1 and "cannot reach the server http://127.0.0.1:9" in err
     assert "is it running at that address?" in err
+    with plain_http_server(tmp_path) as other:      # some other web server at that address
+        for command in (["submit", csv], ["submissions"], ["final", str(sent["id"])]):
+            code, _, err = run_cli(capsys, *command, *work, "--server", other)
+            assert code == 1 and "not as a poster-genre-kit grading server" in err, err
     assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
 
     assert eval_main(["close", "--workdir", str(organiser)]) == 0
