@@ -153,7 +153,7 @@ async def accept_submission(server: ServerState, caller: Caller, upload: UploadF
 
 @router.post("/submissions", status_code=201, response_model=Scored,
              responses=answers(*TOKEN_ERRORS, 403, 408, 413, 429, 507,
-                               s422=Rejected | RequestProblem))
+                               invalid=Rejected | RequestProblem))
 async def submit(file: UploadFile = File(...), message: str = Form(""),
                  caller: Caller = Depends(participant), server: ServerState = Depends(state)):
     status, body = await accept_submission(server, caller, file, message)
@@ -181,14 +181,14 @@ def own_submission(server: ServerState, caller: Caller, submission_id: int) -> S
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail,
             response_model_exclude_unset=True,
-            responses=answers(*TOKEN_ERRORS, 404, s422=RequestProblem))
+            responses=answers(*TOKEN_ERRORS, 404, invalid=RequestProblem))
 def one_submission(submission_id: SubmissionId, caller: Caller = Depends(participant),
                    server: ServerState = Depends(state)) -> dict:
     return full_view(own_submission(server, caller, submission_id), server.closed())
 
 
 @router.put("/submissions/{submission_id}/final", response_model=SubmissionView,
-            responses=answers(*TOKEN_ERRORS, 403, 404, 409, s422=RequestProblem))
+            responses=answers(*TOKEN_ERRORS, 403, 404, 409, invalid=RequestProblem))
 def choose_final(submission_id: SubmissionId, choice: FinalChoice,
                  caller: Caller = Depends(participant),
                  server: ServerState = Depends(state)) -> dict:
@@ -222,7 +222,7 @@ def participants(server: ServerState = Depends(state)) -> dict:
 
 
 @admin_router.post("/participants", status_code=201, response_model=ParticipantAdded,
-                   responses=answers(409, s422=Problem | RequestProblem))
+                   responses=answers(409, invalid=Problem | RequestProblem))
 def new_participant(body: NewParticipant, server: ServerState = Depends(state)) -> dict:
     try:
         return add_participant(server.db, body.name, body.team, body.baseline)
@@ -231,7 +231,7 @@ def new_participant(body: NewParticipant, server: ServerState = Depends(state)) 
 
 
 @admin_router.post("/participants/{name}/revoke", response_model=Revoked,
-                   responses=answers(404, s422=RequestProblem))
+                   responses=answers(404, invalid=RequestProblem))
 def revoke(name: str, server: ServerState = Depends(state)) -> dict:
     try:
         return revoke_participant(server.db, name)

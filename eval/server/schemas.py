@@ -167,9 +167,10 @@ class Health(BaseModel):
     ok: bool
 
 
-def answers(*statuses: int, **models: Any) -> dict[int, dict]:
-    """OpenAPI ``responses`` for error ``statuses`` (a ``Problem`` body each) and others given
-    as ``s422=Rejected``."""
+def answers(*statuses: int, invalid: Any = None) -> dict[int, dict]:
+    """OpenAPI ``responses``: a ``Problem`` body for each error status, and ``invalid`` as the
+    body of 422 (what the API answers when it cannot use a request)."""
     documented = {status: {"model": Problem} for status in statuses}
-    documented.update({int(name[1:]): {"model": model} for name, model in models.items()})
+    if invalid is not None:
+        documented[422] = {"model": invalid}
     return documented

@@ -2,9 +2,9 @@
 
 A head's small matrices leave a second thread mostly idle, so heads trained at the same time,
 one per core, finish sooner than one after the other, with the same weights bit for bit (a head
-trains on one thread either way: ``kit/train/loop.py``). Cross-fitted runs (their folds and repeats), `kit search` (its trials and seeds on one
-split) and `kit compare` (its strategies) train their heads this way when every head allows it
-(``head_workers``).
+trains on one thread either way: ``kit/train/loop.py``). Cross-fitted runs (their folds and
+repeats), `kit search` (its trials and seeds on one split) and `kit compare` (its strategies)
+train their heads this way when every head allows it (``head_workers``).
 """
 from __future__ import annotations
 
@@ -43,10 +43,9 @@ def train_head(job: HeadJob) -> dict:
 
 def head_workers(config: TrainConfig, process: Distributed, scheduler: str, heads: int) -> int:
     """How many of ``heads`` heads of ``config`` train side by side: one per core, as many as
-    the available memory holds (1: one after the other). Image models and
-    tuned stages keep their threads, and torchrun or ``inline`` trains heads in turn. So do
-    logistic heads (no hidden layer): one trains in about a second, less than a worker takes to
-    start (ten cross-fitted Lite0 logistic heads: 17 s in turn, 20 s side by side)."""
+    the available memory holds (1: one after the other). Image models and tuned stages keep
+    their threads, and torchrun or ``inline`` trains heads in turn. So do logistic heads (no
+    hidden layer): one trains in about a second, less than a worker takes to start."""
     if (not config.frozen or config.tuned_stages or not config.head_hidden
             or process.world > 1 or scheduler == "inline"):
         return 1
