@@ -13,11 +13,11 @@ from eval.metrics import DEFAULT_RESAMPLES
 from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
-from kit.arguments import usable_name
+from kit.arguments import add_workdir_option, usable_name
 from kit.console import console, table
 from kit.errors import KitError, os_error_message
 from kit.files import write_json
-from kit.workdir import DEFAULT_WORKDIR, Workdir
+from kit.workdir import Workdir
 
 HEADLINE = ["accuracy", "error_rate", "subset_accuracy", "f1_micro", "f1_macro", "f1_weighted",
             "f1_samples", "precision_micro", "recall_micro", "precision_macro", "recall_macro",
@@ -113,11 +113,12 @@ def resamples(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    add_workdir_option(parser, command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, handler, help):
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--workdir", default=DEFAULT_WORKDIR)
+        add_workdir_option(sub, command=True)
         sub.add_argument("--competition", type=usable_name,
                          help="competition name (default: the current one, see `kit use`)")
         sub.set_defaults(handler=handler)

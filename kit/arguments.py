@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from kit.errors import KitError
-from kit.workdir import safe_name
+from kit.workdir import DEFAULT_WORKDIR, safe_name
 
 
 def _integer(text: str) -> int:
@@ -44,6 +44,14 @@ def usable_name(text: str) -> str:
         return safe_name(text)
     except KitError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> None:
+    """``--workdir`` on the program and on each of its commands, so it may come before or after
+    the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has
+    no default, so it never overwrites a folder given before the command."""
+    parser.add_argument("--workdir", default=argparse.SUPPRESS if command else DEFAULT_WORKDIR,
+                        help=f"folder for generated data, stores, runs (default: {DEFAULT_WORKDIR})")
 
 
 SEED = whole(0, 2**31 - 1)

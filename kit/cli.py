@@ -8,11 +8,11 @@ from pathlib import Path
 from rich.markup import escape
 
 from kit.console import console, summary
-from kit.arguments import SEED, WORKERS, number, usable_name, whole
+from kit.arguments import SEED, WORKERS, add_workdir_option, number, usable_name, whole
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.threshold_study import add_command as add_threshold_command
-from kit.workdir import DEFAULT_WORKDIR, Workdir
+from kit.workdir import Workdir
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -156,12 +156,12 @@ def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") 
 def build_parser() -> argparse.ArgumentParser:
     from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE
     parser = argparse.ArgumentParser(prog="kit", description=__doc__)
+    add_workdir_option(parser, command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--workdir", default=DEFAULT_WORKDIR,
-                         help="folder for generated data, stores, runs (default: %(default)s)")
+        add_workdir_option(sub, command=True)
         sub.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
         sub.set_defaults(handler=handler)
         return sub

@@ -95,7 +95,7 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
             assert code == 1 and "not as a poster-genre-kit grading server" in err, err
     assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
 
-    assert eval_main(["close", "--workdir", str(organiser)]) == 0
+    assert eval_main(["--workdir", str(organiser), "close"]) == 0
     code, _, err = run_cli(capsys, "submit", csv, *work)
     assert code == 3 and "closed" in err
     board = httpx.get(f"{server.url}/api/leaderboard").json()

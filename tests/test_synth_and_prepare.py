@@ -48,8 +48,8 @@ def test_prepare_command_reports_and_resumes(synthetic_dir, tmp_path, capsys):
     report = tmp_path / "datasets" / synthetic_dir.name / "report"
     assert (report / "label_distribution.png").stat().st_size > 1000
     assert (report / "genres_per_film.png").stat().st_size > 1000
-    code, second, _ = run_cli(capsys, "prepare", str(synthetic_dir), "--workdir", str(tmp_path),
-                              "--size", "69x46")
+    code, second, _ = run_cli(capsys, "--workdir", str(tmp_path), "prepare", str(synthetic_dir),
+                              "--size", "69x46")     # --workdir before the command works too
     assert second["skipped_unchanged"] == 240 and second["newly_stored"] == 0
 
 
