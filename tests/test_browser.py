@@ -87,11 +87,19 @@ def test_participant_and_organiser_in_a_real_browser(browser, hosted, organiser,
     page.wait_for_url("**/admin")
     shot("admin")
     assert "alice" in page.inner_text("main")
+    assert page.input_value("input[name=max_upload_mb]") == "50"     # not 50.0
+    page.select_option("select[name=metric]", "f1_micro")          # only the metrics ranked on
+    page.fill("input[name=daily_limit]", "7")
+    page.click("text=Save rules")
+    page.wait_for_url("**/admin")
+    assert page.input_value("select[name=metric]") == "f1_micro"
+    assert page.input_value("input[name=daily_limit]") == "7"
     page.click("#close")
     page.wait_for_url("**/leaderboard")
     shot("leaderboard-private")
     assert page.locator("#private").is_visible() and not page.locator("#public").is_visible()
     assert "final standing" in page.inner_text("#private h2")
+    assert "Ranked by f1_micro" in page.inner_text("main .lead")
     page.click("text=Public")
     assert page.locator("#public").is_visible()
     shot("leaderboard-public-tab")

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from eval.rules import read_rules, write_rules
+from eval.rules import RANKING_METRICS, read_rules, write_rules
 from eval.server.api import accept_submission, competition_status, leaderboard_data
 from eval.server.database import Participant, Submission, Team
 from eval.server.deps import Caller, SubmissionId, state
@@ -188,7 +188,7 @@ def admin_page(request: Request, server: ServerState, status: int = 200, **conte
                           .order_by(Submission.id.desc()).limit(500)).all()
     return page(request, "admin.html", status, participants=list_participants(server.db),
                 submissions=[{**full_view(s, True), "team": name} for s, name in rows],
-                rules=server.rules(), **context)
+                rules=server.rules(), metrics=RANKING_METRICS, **context)
 
 
 @router.get("/admin")
