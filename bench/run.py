@@ -143,8 +143,8 @@ def warm_page_cache(folder: Path) -> None:
 
 
 def describe(row: dict) -> str:
-    names = {"auto": "default (auto)", "inline": "one process", "processes": "process pool", "local": "Dask local",
-             "naive_pil": "naive PIL"}
+    names = {"auto": "default (auto)", "inline": "one process", "processes": "process pool",
+             "local": "Dask local", "naive_pil": "naive PIL"}
     return ", ".join(f"{names[k]} {row[k]['posters_per_second']}/s ({row[k]['peak_rss_mb']} MB)"
                      for k in (*SCHEDULERS, "naive_pil"))
 

@@ -19,8 +19,8 @@ FIELD_LIMIT = 1 << 20         # characters in one field; no id or value comes ne
 
 def wide_rows(path: Path, fields: int) -> list[int]:
     """Numbers (1 = the first line after the header) of the lines holding more than ``fields``
-    CSV fields, in order; a line the csv module cannot read alone (an over-long field, a quote left open)
-    counts as wide when its commas alone exceed the header's."""
+    CSV fields, in order; a line the csv module cannot read alone (an over-long field, a quote
+    left open) counts as wide when its commas alone exceed the header's."""
     suspects = _lines_with_more_commas(path, fields - 1)
     if not suspects:
         return []

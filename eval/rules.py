@@ -43,10 +43,11 @@ class Rules:
         if self.metric not in RANKING_METRICS:
             raise KitError(f"unknown ranking metric {self.metric!r}; choose one of "
                            f"{', '.join(RANKING_METRICS)}")
-        if not isinstance(self.max_upload_mb, (int, float)) or isinstance(self.max_upload_mb, bool) \
-                or not 0.001 <= self.max_upload_mb <= 10_000:
+        size = self.max_upload_mb
+        if isinstance(size, bool) or not isinstance(size, (int, float)) \
+                or not 0.001 <= size <= 10_000:
             raise KitError(f"rule max_upload_mb ({OPTIONS['max_upload_mb']}) must be between "
-                           f"0.001 and 10,000, got {self.max_upload_mb!r}")
+                           f"0.001 and 10,000, got {size!r}")
         if self.deadline is not None:
             object.__setattr__(self, "deadline", iso_utc(parse_deadline(self.deadline)))
 
@@ -106,8 +107,8 @@ def read_rules(path: str | Path) -> Rules:
         raise KitError(f"cannot read the rules {path}: {error}") from None
     known = {f.name for f in fields(Rules)}
     if not isinstance(data, dict) or set(data) - known:
-        raise KitError(f"the rules {path} hold unknown fields: "
-                       f"{', '.join(sorted(set(data) - known)) if isinstance(data, dict) else data}")
+        unknown = ", ".join(sorted(set(data) - known)) if isinstance(data, dict) else data
+        raise KitError(f"the rules {path} hold unknown fields: {unknown}")
     return Rules(**data)
 
 

@@ -51,7 +51,8 @@ def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> Non
     the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has
     no default, so it never overwrites a folder given before the command."""
     parser.add_argument("--workdir", default=argparse.SUPPRESS if command else DEFAULT_WORKDIR,
-                        help=f"folder for generated data, stores, runs (default: {DEFAULT_WORKDIR})")
+                        help=f"folder for generated data, stores, runs "
+                             f"(default: {DEFAULT_WORKDIR})")
 
 
 SEED = whole(0, 2**31 - 1)

@@ -181,12 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--labels", help="label CSV inside the folder (default: detected)")
     sub.add_argument("--posters", help="poster folder (default: posters/ or Images/)")
     sub.add_argument("--size", type=_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
-    sub.add_argument("--shard-size", type=whole(1, 100_000), default=256, help="posters per shard (256)")
+    sub.add_argument("--shard-size", type=whole(1, 100_000), default=256,
+                     help="posters per shard (256)")
     sub.add_argument("--max-pixels", type=whole(64, 10**10), default=60_000_000,
                      help="larger images are refused as decompression bombs (60,000,000)")
-    sub.add_argument("--chunksize", type=whole(1, 10**8), default=500_000, help="label CSV rows per chunk")
-    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: one more than the cores, so a worker waiting on the "
-                     "disk leaves its core to another)")
+    sub.add_argument("--chunksize", type=whole(1, 10**8), default=500_000,
+                     help="label CSV rows per chunk")
+    sub.add_argument("--workers", type=WORKERS, default=None,
+                     help="processes (default: one more than the cores, so a worker waiting on "
+                          "the disk leaves its core to another)")
     add_scheduler_argument(sub)
 
     sub = command("report", cmd_report, "redraw the data report of a prepared dataset")
@@ -242,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="none min-per-genre class-weight sampler asymmetric-loss (default: all)")
     sub.add_argument("--submissions", default="submissions")
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
-    sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000, help="bootstrap resamples")
+    sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000,
+                     help="bootstrap resamples")
     sub.add_argument("--seeds", type=whole(1, 50), default=None,
                      help="seeds per strategy (default: 3 when a typical run takes under a "
                           "minute, else 1)")

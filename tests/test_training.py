@@ -179,7 +179,8 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     assert "unknown optimizer 'lbfgs' in the command line; choose one of adam, adamw, sgd" \
         in " ".join(cli.stderr.split())
     assert "Traceback" not in cli.stdout + cli.stderr
-    with pytest.raises(KitError, match="unknown precision 'fp16' in options; choose one of auto, bf16, fp32"):
+    with pytest.raises(KitError, match="unknown precision 'fp16' in options; "
+                                       "choose one of auto, bf16, fp32"):
         TrainConfig().updated({"precision": "fp16"})
 
 
@@ -191,7 +192,8 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     ('joined_backbones = ["lenet"]', "unknown joined_backbones .*bad.toml; choose one of"),
     ("dropout = -0.5", "dropout in .*bad.toml must be between"),
     ("weight_cap = -1", "weight_cap in .*bad.toml must be between"),
-    ("mirror = true", "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
+    ("mirror = true",
+     "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
     ("mixup = 0.2", "frozen-mode options without frozen = true: mixup; set frozen = true"),
     ("frozen = true\nmixup = 1e-6", "mixup must be 0 .off. or at least 0.01, not 1e-06"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',

@@ -222,8 +222,9 @@ def admin_revoke(request: Request, name: str, csrf: str = Form(""),
 
 
 @router.post("/admin/rules")
-def admin_rules(request: Request, daily_limit: int = Form(...), invalid_daily_limit: int = Form(...),
-                final_limit: int = Form(...), deadline: str = Form(""), metric: str = Form(...),
+def admin_rules(request: Request, daily_limit: int = Form(...),
+                invalid_daily_limit: int = Form(...), final_limit: int = Form(...),
+                deadline: str = Form(""), metric: str = Form(...),
                 max_upload_mb: float = Form(...), csrf: str = Form(""),
                 server: ServerState = Depends(state)):
     admin_session(request, csrf)

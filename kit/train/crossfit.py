@@ -104,12 +104,13 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
         "valid_f1_micro_tuned": micro, "valid_f1_macro_tuned": macro,
         "run_dir": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
+    rows = ([member_folder(*m), s["epochs_run"], s["best_valid_loss"],
+             round(s["valid_f1_macro_tuned"], 3)] for m, s in zip(members, summaries))
     console.print(table(f"run {run_name}: {config.folds} folds"
                         + (f" x {config.repeats} repeats" if config.repeats > 1 else "")
                         + ", out-of-fold thresholds",
                         ["model", "epochs", "best valid loss", "valid F1 macro (own thresholds)"],
-                        ([member_folder(*m), s["epochs_run"], s["best_valid_loss"],
-                          round(s["valid_f1_macro_tuned"], 3)] for m, s in zip(members, summaries))))
+                        rows))
     console.print(f"out-of-fold loss {summary['out_of_fold_loss']:.4f}, F1 ({len(labels)} films, "
                   f"tuned): micro {micro:.3f}, macro {macro:.3f}")
     return summary

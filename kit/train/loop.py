@@ -195,7 +195,8 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
                 best = {"model_state": {name: tensor.detach().clone()
                                         for name, tensor in model.state_dict().items()},
                         "epoch": epoch + 1}
-            if not running(state, config) or time.monotonic() - saved_at >= save_seconds / CHECKPOINT_SHARE:
+            due = time.monotonic() - saved_at >= save_seconds / CHECKPOINT_SHARE
+            if not running(state, config) or due:
                 started = time.monotonic()
                 if best:        # first, so that last.pt never counts a best that is not on disk
                     write_checkpoint(run_dir / "best.pt", **identity, **best)
