@@ -152,7 +152,7 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
     tops, hashes = set(), {}
     try:
         entries = _zip_entries(path) if path.name.endswith(".zip") else _tar_entries(path)
-        for name, kind, read in entries:
+        for name, kind, open_member in entries:
             pure = PurePosixPath(name)
             if name.startswith(("/", "\\")) or ".." in pure.parts or ":" in name \
                     or "\\" in name:
@@ -167,11 +167,9 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
             tops.add(safe_name(pure.parts[0]))
             if len(tops) > 1:
                 raise KitError(f"bundle {path} must hold one top folder, found {sorted(tops)}")
-            data = read()
             target = destination.joinpath(*pure.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            hashes[str(PurePosixPath(*pure.parts[1:]))] = hashlib.sha256(data).hexdigest()
+            hashes[str(PurePosixPath(*pure.parts[1:]))] = _copy_hashed(open_member(), target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise KitError(f"bundle {path} is not a readable archive: {error}") from None
     if not tops:
@@ -179,12 +177,23 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
     return tops.pop(), hashes
 
 
+def _copy_hashed(source, target: Path) -> str:
+    """Copy a member to ``target`` a megabyte at a time (a member that unpacks to gigabytes
+    needs no more memory than a small one); its SHA-256."""
+    digest = hashlib.sha256()
+    with source, open(target, "wb") as out:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
 def _tar_entries(path: Path):
     with tarfile.open(path, "r:*") as tar:
         for member in tar:
             kind = ("file" if member.isfile() else "dir" if member.isdir() else
                     "link" if member.issym() or member.islnk() else "special file")
-            yield member.name, kind, lambda m=member: tar.extractfile(m).read()
+            yield member.name, kind, lambda m=member: tar.extractfile(m)
 
 
 def _zip_entries(path: Path):
@@ -193,7 +202,7 @@ def _zip_entries(path: Path):
             mode = info.external_attr >> 16
             kind = "dir" if info.is_dir() else "link" if (mode & 0o170000) == 0o120000 \
                 else "file"
-            yield info.filename, kind, lambda i=info: archive.read(i)
+            yield info.filename, kind, lambda i=info: archive.open(i)
 
 
 def check_manifest(folder: Path, hashes: dict[str, str]) -> None:

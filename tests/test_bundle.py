@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import tarfile
 
 import pandas as pd
@@ -122,6 +124,50 @@ def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_p
     code, _, err = run_cli(capsys, "join", str(tmp_path / "nope.tar.gz"), "--workdir",
                            str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err
+
+
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, made as they are read."""
+    def __init__(self, size: int):
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def test_join_streams_a_member_that_unpacks_to_hundreds_of_megabytes(bundle, tmp_path):
+    _, data = bundle
+    huge = 400 << 20
+
+    def padded(member, content):
+        yield member, content
+        if member.name.endswith("README.md"):
+            extra = tarfile.TarInfo(member.name.replace("README.md", "posters/huge.bin"))
+            extra.size = huge
+            yield extra, Zeros(huge)
+
+    with tarfile.open(data["bundle"]) as old, \
+            tarfile.open(tmp_path / "padded.tar.gz", "w:gz", compresslevel=1) as new:
+        for member in old:
+            content = old.extractfile(member).read() if member.isfile() else None
+            for info, body in padded(member, content):
+                new.addfile(info, io.BufferedReader(body) if isinstance(body, Zeros)
+                            else io.BytesIO(body) if body is not None else None)
+    probe = ("import resource, sys; from kit.cli import main; code = main(sys.argv[1:]); "
+             "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    result = subprocess.run([sys.executable, "-c", probe, "join", str(tmp_path / "padded.tar.gz"),
+                             "--workdir", str(tmp_path / "joined")],
+                            capture_output=True, text=True)
+    code, peak_mb = map(int, result.stdout.split())
+    assert code == 2 and "does not list, e.g. posters/huge.bin" in result.stderr, result.stderr
+    assert peak_mb < 300        # read whole, the 400 MB member alone took more
+    assert not list((tmp_path / "joined" / "bundles").iterdir())    # nothing left on disk
 
 
 def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_path):
