@@ -208,18 +208,19 @@ def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
 def _html(board: dict, figures: dict[str, Path]) -> str:
     escape = html.escape
     part = board["ranked_by"]
-    head = "".join(f"<th>{escape(c)}</th>"
-                   for c in ["rank", "public rank", "submission", *COLUMNS])
+    head = "<th>rank</th><th>public rank</th><th class=name>submission</th>" + "".join(
+        f"<th>{escape(c)}</th>" for c in COLUMNS)
     rows = "".join(
         "<tr>" + f"<td>{entry['rank']}</td><td>{entry['public_rank']}</td>"
-        f"<td>{escape(entry['name'])}{' <em>tied</em>' if entry['tied'] else ''}</td>" +
+        f"<td class=name>{escape(entry['name'])}{' <em>tied</em>' if entry['tied'] else ''}"
+        "</td>" +
         "".join(f"<td>{escape(_format(entry[part].get(c)))}</td>" for c in COLUMNS) + "</tr>"
         for entry in board["entries"])
     private = ""
     if board["private_shown"] and part == "public":
-        private = "<h2>Private part</h2><table><tr><th>submission</th>" + "".join(
+        private = "<h2>Private part</h2><table><tr><th class=name>submission</th>" + "".join(
             f"<th>{escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
-            f"<tr><td>{escape(e['name'])}</td>" + "".join(
+            f"<tr><td class=name>{escape(e['name'])}</td>" + "".join(
                 f"<td>{escape(_format(e['private'].get(c)))}</td>" for c in COLUMNS) + "</tr>"
             for e in board["entries"] if "private" in e) + "</table>"
     invalid = "".join(f"<li><b>{escape(bad['name'])}</b>: {escape('; '.join(bad['problems']))}"
@@ -232,7 +233,7 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             f"<title>{escape(board['title'])}: {escape(board['competition'])}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "td:nth-child(2){text-align:left}img{max-width:100%}</style></head><body>"
+            ".name{text-align:left}img{max-width:100%}</style></head><body>"
             f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
             + ("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in
                                                 board["verdict"]) + "</ul><h2>Ranking</h2>"

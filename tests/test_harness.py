@@ -186,6 +186,7 @@ def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
     assert page.count("data:image/png;base64,") == 3
+    assert "<td class=name>perfect.csv</td>" in page and ".name{text-align:left}" in page
     assert "perfect.csv" in (tmp_path / "board" / "leaderboard.md").read_text()
 
 
