@@ -90,3 +90,22 @@ def trade_off(points: list[tuple[str, float, float]], title: str, path: str | Pa
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     return save(figure, path)
+
+
+def genre_scores(genres: list[str], f1: np.ndarray, prevalence: np.ndarray, support: np.ndarray,
+                 title: str, path: str | Path) -> Path:
+    """Each genre's F1 (bars, the most frequent genre first, its films in brackets) beside the
+    F1 a random guess at its prevalence gets (ticks): which genres a model learnt, which not."""
+    order = np.argsort(-np.asarray(support), kind="stable")
+    y = np.arange(len(genres))
+    figure, axis = plt.subplots(figsize=(7, 1 + 0.3 * len(genres)))
+    axis.barh(y, np.asarray(f1)[order], color="tab:blue", label="F1 at the run's thresholds")
+    axis.scatter(np.asarray(prevalence)[order], y, marker="|", s=180, color="black",
+                 label="a random guess at the genre's prevalence")
+    axis.set_yticks(y, [f"{genres[j]} ({support[j]})" for j in order])
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("F1")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title(title, fontsize=10)
+    return save(figure, path)

@@ -28,6 +28,7 @@ def test_training_writes_log_curves_checkpoints_and_thresholds(workdir):
     assert list(log["epoch"]) == [1, 2] and {"train_loss", "valid_loss", "valid_f1_macro",
                                             "images_per_second"} <= set(log.columns)
     assert (run / "curves.png").stat().st_size > 1000
+    assert (run / "genres.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = torch.load(run / "best.pt", weights_only=False)
     assert len(best["thresholds"]) == len(best["genres"])
     assert summary["epochs_run"] == 2
