@@ -72,8 +72,9 @@ def decode_poster(data: bytes, size: tuple[int, int] = DEFAULT_SIZE,
         raise
     except Image.DecompressionBombError as error:
         raise PosterError("oversized", str(error)) from None
-    except UnidentifiedImageError as error:
-        raise PosterError("not-an-image", str(error)) from None
+    except UnidentifiedImageError:
+        raise PosterError("not-an-image", "not an image in a format Pillow reads (JPEG, PNG, "
+                          "WebP, GIF, BMP, TIFF, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise PosterError("truncated", str(error) or type(error).__name__) from None
     if channels_reversed is not None:

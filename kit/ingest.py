@@ -241,14 +241,18 @@ def _wide_genres(chunk: pd.DataFrame, genre_columns: list[str], first_row: int):
     return ([genre_columns[j] for j in row.nonzero()[0]] for row in flags)
 
 
-def scan_posters(poster_dir: Path) -> tuple[dict[str, str], list[str]]:
+def scan_posters(poster_dir: Path) -> tuple[dict[str, str], list[str], int]:
     """Map id (file stem) to poster file name, scanning the folder once.
 
-    Symlinks that resolve outside the folder are left out and returned separately.
+    Symlinks that resolve outside the folder are left out and returned separately. An id with
+    several files (``x.jpg`` and ``x.png``) gets the one whose suffix comes first in
+    ``IMAGE_SUFFIXES``, then the first by name, whatever order the folder lists them in; the
+    third value counts such ids.
     """
     root = poster_dir.resolve()
     posters: dict[str, str] = {}
     outside: list[str] = []
+    several = set()
     with os.scandir(poster_dir) as entries:
         for entry in entries:
             stem, suffix = os.path.splitext(entry.name)
@@ -257,15 +261,24 @@ def scan_posters(poster_dir: Path) -> tuple[dict[str, str], list[str]]:
             if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(root):
                 outside.append(stem)
                 continue
-            if stem not in posters or suffix.lower() in (".jpg", ".jpeg"):
-                posters[stem] = entry.name
-    return posters, sorted(outside)
+            if stem in posters:
+                several.add(stem)
+            posters[stem] = min(posters.get(stem, entry.name), entry.name,
+                                key=_poster_preference)
+    return posters, sorted(outside), len(several)
+
+
+def _poster_preference(name: str) -> tuple[int, str]:
+    return IMAGE_SUFFIXES.index(os.path.splitext(name)[1].lower()), name
 
 
 def build_catalogue(source: Source, chunksize: int = DEFAULT_CHUNKSIZE) -> Catalogue:
     """Join labels and posters into the canonical table; record every film dropped and why."""
     labels, notes, unsafe = read_labels(source, chunksize)
-    posters, outside = scan_posters(source.posters)
+    posters, outside, several = scan_posters(source.posters)
+    if several:
+        notes["ids with several poster files (the first of .jpg, .jpeg, .png, ... used)"] = \
+            several
     outside_set = set(outside)
     rows = []
     no_poster = []

@@ -74,6 +74,7 @@ def test_unusable_bytes_are_refused_with_a_reason(data, reason):
     with pytest.raises(PosterError) as error:
         decode_poster(data)
     assert error.value.reason == reason
+    assert "0x" not in str(error.value)         # no "<_io.BytesIO object at 0x7f...>"
 
 
 def test_truncated_jpeg_is_refused():

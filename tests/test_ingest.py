@@ -73,6 +73,19 @@ def test_symlink_pointing_outside_is_not_followed(letterboxd_dir, tmp_path_facto
     assert catalogue.dropped["poster-outside-folder"] == ["1000002"]
 
 
+def test_an_id_with_several_poster_files_gets_the_same_one_on_every_machine(letterboxd_dir):
+    posters = letterboxd_dir / "posters"
+    (posters / "1000001.jpg").rename(posters / "1000001.webp")
+    for name in ("1000001.png", "1000001.PNG", "tt0086383.jpeg"):
+        (posters / name).write_bytes(jpeg_bytes())
+    catalogue = build_catalogue(find_source(letterboxd_dir))
+    chosen = dict(zip(catalogue.films["id"], catalogue.films["poster"]))
+    assert chosen["1000001"] == "posters/1000001.PNG"      # .png before .webp, then by name
+    assert chosen["tt0086383"] == "posters/tt0086383.jpg"  # .jpg before .jpeg
+    assert catalogue.notes[
+        "ids with several poster files (the first of .jpg, .jpeg, .png, ... used)"] == 2
+
+
 def test_duplicate_rows_and_odd_genre_names(letterboxd_dir):
     with open(letterboxd_dir / "genres.csv", "a", encoding="utf-8") as handle:
         handle.write('1000001,Drama\n1000001,"Crime, ""Noir"""\n1000001,Ciné|ma\n1000001,Ciné\n')
