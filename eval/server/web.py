@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from eval.rules import RANKING_METRICS, read_rules, write_rules
+from eval.rules import RANKING_METRICS, Rules, write_rules
 from eval.server.api import accept_submission, competition_status, leaderboard_data
 from eval.server.database import Participant, Submission, Team
 from eval.server.deps import Caller, SubmissionId, state
@@ -228,13 +228,13 @@ def admin_rules(request: Request, daily_limit: int = Form(...),
                 max_upload_mb: float = Form(...), csrf: str = Form(""),
                 server: ServerState = Depends(state)):
     admin_session(request, csrf)
-    path = server.competition.rules_path
     try:
-        rules = type(read_rules(path))(daily_limit, invalid_daily_limit, final_limit,
-                                       deadline.strip() or None, metric, max_upload_mb)
+        rules = Rules(daily_limit=daily_limit, invalid_daily_limit=invalid_daily_limit,
+                      final_limit=final_limit, deadline=deadline.strip() or None, metric=metric,
+                      max_upload_mb=max_upload_mb)
     except KitError as error:
         return admin_page(request, server, 422, error=str(error))
-    write_rules(path, rules)
+    write_rules(server.competition.rules_path, rules)
     return RedirectResponse("/admin", status_code=303)
 
 
