@@ -112,6 +112,7 @@ def resamples(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m eval` and its commands."""
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
     add_workdir_option(parser, command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `python -m eval` command; its exit code (2: bad input, never a traceback)."""
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

@@ -83,10 +83,12 @@ def parse_deadline(text: str) -> datetime:
 
 
 def utc_now() -> datetime:
+    """The current time, in UTC."""
     return datetime.now(timezone.utc)
 
 
 def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC to the second, e.g. 2026-12-31T23:59:00Z."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -113,4 +115,5 @@ def read_rules(path: str | Path) -> Rules:
 
 
 def write_rules(path: str | Path, rules: Rules) -> None:
+    """Write ``rules`` to ``path`` as JSON, atomically."""
     write_json(path, rules.as_dict())

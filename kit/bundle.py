@@ -99,6 +99,7 @@ def _with_manifest(members: list[tuple[str, bytes | Path]]):
 
 
 def json_bytes(data) -> bytes:
+    """``data`` as indented JSON with sorted keys: the same data, the same bytes."""
     import json
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 

@@ -128,6 +128,7 @@ def balance_options(args) -> dict:
 
 
 def add_balance_arguments(sub: argparse.ArgumentParser) -> None:
+    """The balancing options of `kit audit` and `kit train`."""
     from kit.balancing import STRATEGIES
     sub.add_argument("--balance", "--strategy", dest="strategy", default="none",
                      choices=list(STRATEGIES), help="balancing strategy (default: %(default)s)")
@@ -147,6 +148,7 @@ def _scheduler(text: str) -> str:
 
 
 def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--scheduler``: where shard work and side-by-side heads run."""
     sub.add_argument("--scheduler", default=default, type=_scheduler,
                      help="auto (the fastest local executor: a process pool), local (a Dask "
                           "LocalCluster), processes (a plain process pool), inline, or "
@@ -154,6 +156,7 @@ def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `kit` and its commands."""
     from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE
     parser = argparse.ArgumentParser(prog="kit", description=__doc__)
     add_workdir_option(parser, command=False)
@@ -276,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `kit` command; its exit code (2: bad input, never a traceback)."""
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

@@ -25,6 +25,7 @@ class ClientError(KitError):
 
 
 def token_file() -> Path:
+    """Where `kit submit` looks for a saved token (under XDG_CONFIG_HOME)."""
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
     return Path(base) / "poster-genre-kit" / "token"
 
@@ -46,6 +47,7 @@ def find_token(given: str | None) -> str:
 
 
 def find_server(given: str | None, competition: Competition) -> str:
+    """The grading server's URL: ``--server``, else the one the bundle names."""
     server = given or competition.info().get("server")
     if not server:
         raise ClientError("no server: pass --server URL (the bundle names none)", UNREACHABLE)

@@ -35,6 +35,7 @@ def _complete(folder: Path) -> bool:
 
 
 def current_name(workdir: Workdir) -> str | None:
+    """The work folder's current competition (`kit use`), or None."""
     path = workdir.competitions / "CURRENT"
     return path.read_text(encoding="utf-8").strip() or None if path.exists() else None
 
@@ -48,6 +49,7 @@ def use_competition(workdir: Workdir, name: str) -> dict:
 
 @dataclass
 class LabelledPart:
+    """The ids and 0/1 genre labels of one part of a competition."""
     ids: np.ndarray             # (n,) str
     labels: np.ndarray          # (n, genres) uint8
 

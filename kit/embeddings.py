@@ -88,6 +88,7 @@ def cache_dir(store: Store, backbone: Backbone, view_name: str, precision: str) 
 
 
 def check_settings(views: tuple[str, ...], precision: str) -> None:
+    """KitError unless every view is known and the precision is bf16 or fp32."""
     for name in views:
         view(torch.zeros(1, 3, 8, 8), name)
     if not views:

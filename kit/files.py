@@ -144,4 +144,5 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``."""
     return json.loads(Path(path).read_text(encoding="utf-8"))

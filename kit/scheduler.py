@@ -33,6 +33,7 @@ WORKER_LOGGING = "DASK_LOGGING__DISTRIBUTED"    # read by each Dask worker as it
 
 
 def check_scheduler(scheduler: str) -> str:
+    """``scheduler`` if it names one; KitError naming the choices otherwise."""
     if scheduler in SCHEDULERS or scheduler.startswith("tcp://"):
         return scheduler
     raise KitError(f"unknown --scheduler {scheduler!r}; use auto (the fastest local "

@@ -30,6 +30,7 @@ class ShardJob:
 
 
 def shard_name(shard: int) -> str:
+    """The file stem of shard number ``shard``."""
     return f"shard-{shard:06d}"
 
 

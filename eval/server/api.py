@@ -38,6 +38,7 @@ def clean_filename(name: str | None) -> str:
 
 
 def competition_status(server: ServerState) -> dict:
+    """The competition's name, rules, whether it is closed, and the time left."""
     rules = server.rules()
     deadline = rules.deadline_at()
     return {"competition": server.competition.name, "rules": rules.as_dict(),
@@ -48,12 +49,14 @@ def competition_status(server: ServerState) -> dict:
 
 @router.get("/health", response_model=Health)
 def health() -> dict:
+    """Whether the server answers (no token needed)."""
     return {"ok": True}
 
 
 @router.get("/rules", response_model=CompetitionStatus, responses=answers(*TOKEN_ERRORS))
 def get_rules(caller: Caller = Depends(participant),
               server: ServerState = Depends(state)) -> dict:
+    """The competition's rules, whether it is closed, and the time left."""
     return competition_status(server)
 
 
@@ -80,6 +83,7 @@ async def get_leaderboard(server: ServerState = Depends(state)) -> dict:
 
 @router.get("/me", response_model=Me, responses=answers(*TOKEN_ERRORS))
 def me(caller: Caller = Depends(participant), server: ServerState = Depends(state)) -> dict:
+    """Who the token belongs to, their team, and what the team has left today."""
     return {"participant": caller.participant.name, "team": caller.team.name,
             **remaining(server.db, caller.team.id, server.rules()),
             **competition_status(server)}
@@ -164,6 +168,7 @@ async def submit(file: UploadFile = File(...), message: str = Form(""),
             responses=answers(*TOKEN_ERRORS))
 def own_submissions(caller: Caller = Depends(participant),
                     server: ServerState = Depends(state)) -> dict:
+    """The team's submissions, newest first, and what it has left today."""
     closed = server.closed()
     return {"team": caller.team.name,
             "submissions": [full_view(r, closed) for r in team_submissions(server.db,
@@ -172,6 +177,7 @@ def own_submissions(caller: Caller = Depends(participant),
 
 
 def own_submission(server: ServerState, caller: Caller, submission_id: int) -> Submission:
+    """The team's submission ``submission_id``; 404 for another team's or none."""
     with server.db.reading() as session:
         row = session.get(Submission, submission_id)
     if row is None or row.team_id != caller.team.id:
@@ -184,6 +190,7 @@ def own_submission(server: ServerState, caller: Caller, submission_id: int) -> S
             responses=answers(*TOKEN_ERRORS, 404, invalid=RequestProblem))
 def one_submission(submission_id: SubmissionId, caller: Caller = Depends(participant),
                    server: ServerState = Depends(state)) -> dict:
+    """One of the team's submissions, with its problems or per-genre scores."""
     return full_view(own_submission(server, caller, submission_id), server.closed())
 
 
@@ -192,6 +199,7 @@ def one_submission(submission_id: SubmissionId, caller: Caller = Depends(partici
 def choose_final(submission_id: SubmissionId, choice: FinalChoice,
                  caller: Caller = Depends(participant),
                  server: ServerState = Depends(state)) -> dict:
+    """Select (``final: true``) or unselect a scored submission for the private board."""
     rules = server.rules()
     if server.closed(rules):
         raise HTTPException(403, "the competition is closed: final selections are frozen")
@@ -210,6 +218,7 @@ admin_router = APIRouter(prefix="/api/admin", dependencies=[Depends(admin)],
 
 @admin_router.get("/submissions", response_model=AllSubmissions)
 def all_submissions(server: ServerState = Depends(state)) -> dict:
+    """Every team's submissions, newest first, private scores included (admin)."""
     with server.db.reading() as session:
         rows = session.execute(select(Submission, Team.name).join(Team)
                                .order_by(Submission.id.desc())).all()
@@ -218,12 +227,14 @@ def all_submissions(server: ServerState = Depends(state)) -> dict:
 
 @admin_router.get("/participants", response_model=Participants)
 def participants(server: ServerState = Depends(state)) -> dict:
+    """Every participant, their team and submission count (admin)."""
     return {"participants": list_participants(server.db)}
 
 
 @admin_router.post("/participants", status_code=201, response_model=ParticipantAdded,
                    responses=answers(409, invalid=Problem | RequestProblem))
 def new_participant(body: NewParticipant, server: ServerState = Depends(state)) -> dict:
+    """Add a participant (and their team); the answer holds their token, shown once (admin)."""
     try:
         return add_participant(server.db, body.name, body.team, body.baseline)
     except KitError as error:
@@ -233,6 +244,7 @@ def new_participant(body: NewParticipant, server: ServerState = Depends(state)) 
 @admin_router.post("/participants/{name}/revoke", response_model=Revoked,
                    responses=answers(404, invalid=RequestProblem))
 def revoke(name: str, server: ServerState = Depends(state)) -> dict:
+    """Revoke a participant's token; their submissions stay (admin)."""
     try:
         return revoke_participant(server.db, name)
     except KitError as error:
@@ -241,5 +253,6 @@ def revoke(name: str, server: ServerState = Depends(state)) -> dict:
 
 @admin_router.post("/close", response_model=CompetitionStatus)
 def close(server: ServerState = Depends(state)) -> dict:
+    """Close the competition: the private board decides (admin)."""
     server.competition.closed_marker.write_text("closed\n")
     return competition_status(server)

@@ -12,6 +12,7 @@ from eval.server.database import Database, Submission, Team
 
 
 def iso(moment) -> str | None:
+    """A naive UTC datetime as ISO 8601 with a Z; None stays None."""
     return moment.isoformat(timespec="seconds") + "Z" if moment else None
 
 

@@ -19,16 +19,18 @@ SCHEMA_VERSION = "1"
 
 
 class Base(DeclarativeBase):
-    pass
+    """The tables of the grading database."""
 
 
 class Meta(Base):
+    """Key-value facts about the database: its schema version and the board's version."""
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
 class Team(Base):
+    """A team: what daily limits and final selections count against."""
     __tablename__ = "teams"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -37,6 +39,7 @@ class Team(Base):
 
 
 class Participant(Base):
+    """One person's token (its SHA-256 only) and team."""
     __tablename__ = "participants"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -47,6 +50,7 @@ class Participant(Base):
 
 
 class Submission(Base):
+    """One uploaded file: its stored name, status, scores and problems."""
     __tablename__ = "submissions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)

@@ -19,11 +19,13 @@ QUERY_TOKEN_NAMES = {"token", "access_token", "api_key", "apikey", "key", "auth"
 
 @dataclass
 class Caller:
+    """The participant a request's token belongs to, and their team."""
     participant: Participant
     team: Team
 
 
 def state(request: Request) -> ServerState:
+    """The running server's state (competition, database, grader): a dependency."""
     return request.app.state.kit
 
 
@@ -58,6 +60,7 @@ def participant(request: Request) -> Caller:
 
 
 def is_admin(request: Request, token: str | None) -> bool:
+    """Whether ``token`` is the organiser's admin token (compared in constant time)."""
     return bool(token) and hmac.compare_digest(token_hash(token),
                                                token_hash(state(request).admin_token()))
 

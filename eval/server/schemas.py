@@ -11,20 +11,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
+    """An error: one sentence."""
     detail: str = Field(description="what went wrong, in one sentence")
 
 
 class FieldProblem(BaseModel):
+    """One field of a request the API could not read."""
     loc: list[str | int] = Field(description="where: path, query or body, then the field")
     msg: str
     type: str
 
 
 class RequestProblem(Problem):
+    """A request the API could not read: one sentence naming each field, and the list."""
     errors: list[FieldProblem]
 
 
 class RulesView(BaseModel):
+    """The competition's rules."""
     daily_limit: int
     invalid_daily_limit: int
     final_limit: int
@@ -34,6 +38,7 @@ class RulesView(BaseModel):
 
 
 class CompetitionStatus(BaseModel):
+    """The competition, its rules, whether it is closed and the time left."""
     competition: str
     rules: RulesView
     closed: bool
@@ -42,12 +47,14 @@ class CompetitionStatus(BaseModel):
 
 
 class Remaining(BaseModel):
+    """What a team has left today, and when that resets."""
     remaining_today: int = Field(description="scored submissions the team has left today")
     invalid_remaining_today: int
     resets_at: str = Field(description="the next UTC midnight")
 
 
 class Me(Remaining, CompetitionStatus):
+    """The caller, their team, its quota and the competition's status."""
     participant: str
     team: str
 
@@ -69,20 +76,24 @@ class SubmissionView(BaseModel):
 
 
 class SubmissionDetail(SubmissionView):
+    """A submission with its problems or per-genre scores."""
     private_score: float | None = Field(None, description="only once the competition is closed")
 
 
 class TeamSubmissions(Remaining):
+    """A team's submissions, newest first, and its quota."""
     team: str
     submissions: list[SubmissionDetail]
 
 
 class Scored(Remaining, SubmissionView):
+    """A submission scored on the public part: its score and the team's rank."""
     metric: str
     rank: int | None = Field(description="the team's rank on the public board")
 
 
 class Rejected(Remaining, SubmissionView):
+    """A file that is not a valid submission: what is wrong with it."""
     detail: str
     metric: str
 
@@ -107,6 +118,7 @@ class BoardRow(BaseModel):
 
 
 class Leaderboard(CompetitionStatus):
+    """The public board, and the private one once the competition is closed."""
     metric: str
     ranked_by: Literal["public", "private"]
     public: list[BoardRow]
@@ -121,16 +133,19 @@ class RequestBody(BaseModel):
 
 
 class FinalChoice(RequestBody):
+    """Select (true) or unselect (false) a submission as a final."""
     final: bool = True
 
 
 class NewParticipant(RequestBody):
+    """A participant to add; without a team, a team of their own name."""
     name: str
     team: str | None = None
     baseline: bool = False
 
 
 class ParticipantAdded(BaseModel):
+    """A participant added, with their token."""
     participant: str
     team: str
     baseline: bool
@@ -138,6 +153,7 @@ class ParticipantAdded(BaseModel):
 
 
 class ParticipantView(BaseModel):
+    """A participant, their team and how many submissions they made."""
     participant: str
     team: str
     baseline: bool
@@ -147,23 +163,28 @@ class ParticipantView(BaseModel):
 
 
 class Participants(BaseModel):
+    """Every participant."""
     participants: list[ParticipantView]
 
 
 class Revoked(BaseModel):
+    """A participant whose token no longer works."""
     participant: str
     revoked: bool
 
 
 class TeamSubmission(SubmissionDetail):
+    """A submission and its team."""
     team: str
 
 
 class AllSubmissions(BaseModel):
+    """Every team's submissions, newest first."""
     submissions: list[TeamSubmission]
 
 
 class Health(BaseModel):
+    """The server answers."""
     ok: bool
 
 

@@ -27,6 +27,7 @@ class DiskFull(Exception):
 
 @dataclass
 class ServerState:
+    """What every request of a running server shares: competition, database, grader."""
     competition: Competition
     db: Database
     grader: Grader

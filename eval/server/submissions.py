@@ -41,6 +41,7 @@ def used_today(session, team_id: int, day: str, now: datetime) -> dict[str, int]
 
 
 def remaining(db: Database, team_id: int, rules: Rules) -> dict:
+    """Scored and invalid submissions the team has left today, and when that resets."""
     now, day = _today()
     with db.reading() as session:
         used = used_today(session, team_id, day, now)
@@ -130,6 +131,7 @@ def select_final(db: Database, submission_id: int, team_id: int, final: bool,
 
 
 def team_submissions(db: Database, team_id: int) -> list[Submission]:
+    """The team's submissions, newest first."""
     with db.reading() as session:
         return list(session.scalars(select(Submission).where(Submission.team_id == team_id)
                                     .order_by(Submission.id.desc())))

@@ -17,10 +17,12 @@ from kit.workdir import safe_name
 
 
 def new_token() -> str:
+    """A new token: 32 random bytes, URL-safe."""
     return secrets.token_urlsafe(32)
 
 
 def token_hash(token: str) -> str:
+    """The SHA-256 of a token, the only form it is stored in."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -72,6 +74,7 @@ def add_participant(db: Database, name: str, team: str | None = None,
 
 
 def revoke_participant(db: Database, name: str) -> dict:
+    """Revoke ``name``'s token; KitError when there is no such participant."""
     with db.write() as session:
         found = session.scalar(select(Participant).where(Participant.name == name))
         if found is None:
@@ -81,6 +84,7 @@ def revoke_participant(db: Database, name: str) -> dict:
 
 
 def list_participants(db: Database) -> list[dict]:
+    """Every participant with their team and submission count, by team then name."""
     with db.reading() as session:
         counts = dict(session.execute(select(Submission.participant_id, func.count())
                                       .group_by(Submission.participant_id)).all())

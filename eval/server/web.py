@@ -33,6 +33,7 @@ throttle = LoginThrottle()
 
 
 def session_of(request: Request) -> dict | None:
+    """The request's signed session cookie, or None when absent, forged or expired."""
     server = state(request)
     return read_cookie(session_key(server.competition.server), request.cookies.get(COOKIE))
 
@@ -52,6 +53,7 @@ def web_caller(request: Request) -> Caller | None:
 
 
 def check_csrf(request: Request, sent: str) -> dict:
+    """The session, if the form's CSRF token matches it; 403 otherwise."""
     session = session_of(request)
     if not session or not sent or sent != session["csrf"]:
         raise HTTPException(403, "the form is stale or not from this site; reload the page")
@@ -59,6 +61,7 @@ def check_csrf(request: Request, sent: str) -> dict:
 
 
 def page(request: Request, name: str, status: int = 200, **context) -> Response:
+    """Render template ``name`` with the competition's status and the session."""
     server = state(request)
     session = session_of(request)
     return templates.TemplateResponse(request, name, {
@@ -68,6 +71,7 @@ def page(request: Request, name: str, status: int = 200, **context) -> Response:
 
 @router.get("/")
 def home(request: Request, server: ServerState = Depends(state)):
+    """The competition: its data, rules, time left and how to take part."""
     status = competition_status(server)
     return page(request, "index.html", facts=competition_facts(server.competition),
                 left=time_left(status["seconds_left"]))
@@ -91,11 +95,13 @@ async def leaderboard(request: Request, show: str = "", server: ServerState = De
 
 @router.get("/login")
 def login_form(request: Request):
+    """The login form (a participant's or the admin token)."""
     return page(request, "login.html")
 
 
 @router.post("/login")
 def login(request: Request, token: str = Form(""), server: ServerState = Depends(state)):
+    """Log in with a token; failed logins are limited per address."""
     address = request.client.host if request.client else "unknown"
     if throttle.blocked(address):
         return page(request, "login.html", 429,
@@ -118,6 +124,7 @@ def login(request: Request, token: str = Form(""), server: ServerState = Depends
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")):
+    """Log out: the session cookie is deleted."""
     check_csrf(request, csrf)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE, path="/")
@@ -126,6 +133,7 @@ def logout(request: Request, csrf: str = Form("")):
 
 def my_page(request: Request, caller: Caller, server: ServerState, status: int = 200,
             **context) -> Response:
+    """The team's page: submissions, quota, upload form and final toggles."""
     rules = server.rules()
     closed = server.closed(rules)
     rows = [full_view(r, closed) for r in team_submissions(server.db, caller.team.id)]
@@ -136,6 +144,7 @@ def my_page(request: Request, caller: Caller, server: ServerState, status: int =
 
 @router.get("/me")
 def me(request: Request, server: ServerState = Depends(state)):
+    """The logged-in team's page (to the login form without a session)."""
     caller = web_caller(request)
     if caller is None:
         return RedirectResponse("/login", status_code=303)
@@ -160,6 +169,7 @@ async def submit(request: Request, file: UploadFile = File(...), message: str = 
 def final(request: Request, submission_id: SubmissionId, final: str = Form("1"),
           csrf: str = Form(""),
           server: ServerState = Depends(state)):
+    """Select or unselect a final from the team's page."""
     caller = web_caller(request)
     if caller is None:
         return RedirectResponse("/login", status_code=303)
@@ -177,12 +187,14 @@ def final(request: Request, submission_id: SubmissionId, final: str = Form("1"),
 
 
 def admin_session(request: Request, csrf: str | None = None) -> None:
+    """Refuse with 403 unless the session is the admin's (and the CSRF token matches)."""
     session = check_csrf(request, csrf) if csrf is not None else session_of(request)
     if not session or session["kind"] != "admin":
         raise HTTPException(403, "this page is the organiser's: log in with the admin token")
 
 
 def admin_page(request: Request, server: ServerState, status: int = 200, **context):
+    """The organiser's page: participants, rules, every submission, close."""
     with server.db.reading() as db:
         rows = db.execute(select(Submission, Team.name).join(Team)
                           .order_by(Submission.id.desc()).limit(500)).all()
@@ -193,6 +205,7 @@ def admin_page(request: Request, server: ServerState, status: int = 200, **conte
 
 @router.get("/admin")
 def admin(request: Request, server: ServerState = Depends(state)):
+    """The organiser's page (to the login form without the admin session)."""
     if (session_of(request) or {}).get("kind") != "admin":
         return RedirectResponse("/login", status_code=303)
     return admin_page(request, server)
@@ -202,6 +215,7 @@ def admin(request: Request, server: ServerState = Depends(state)):
 def admin_add(request: Request, name: str = Form(""), team: str = Form(""),
               baseline: str = Form(""), csrf: str = Form(""),
               server: ServerState = Depends(state)):
+    """Add a participant from the admin page; their token is shown once."""
     admin_session(request, csrf)
     try:
         added = add_participant(server.db, name.strip(), team.strip() or None, baseline == "1")
@@ -213,6 +227,7 @@ def admin_add(request: Request, name: str = Form(""), team: str = Form(""),
 @router.post("/admin/revoke/{name}")
 def admin_revoke(request: Request, name: str, csrf: str = Form(""),
                  server: ServerState = Depends(state)):
+    """Revoke a participant from the admin page."""
     admin_session(request, csrf)
     try:
         revoke_participant(server.db, name)
@@ -227,6 +242,7 @@ def admin_rules(request: Request, daily_limit: int = Form(...),
                 deadline: str = Form(""), metric: str = Form(...),
                 max_upload_mb: float = Form(...), csrf: str = Form(""),
                 server: ServerState = Depends(state)):
+    """Save the rules from the admin page; invalid ones are refused with the reason."""
     admin_session(request, csrf)
     try:
         rules = Rules(daily_limit=daily_limit, invalid_daily_limit=invalid_daily_limit,
@@ -240,6 +256,7 @@ def admin_rules(request: Request, daily_limit: int = Form(...),
 
 @router.post("/admin/close")
 def admin_close(request: Request, csrf: str = Form(""), server: ServerState = Depends(state)):
+    """Close the competition from the admin page."""
     admin_session(request, csrf)
     server.competition.closed_marker.write_text("closed\n")
     return RedirectResponse("/leaderboard", status_code=303)

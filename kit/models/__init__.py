@@ -13,6 +13,7 @@ from kit.models.registry import MODELS
 
 
 def list_models() -> list[str]:
+    """The names of every registered model."""
     from kit.models import lenet, pretrained  # noqa: F401  (register the built-in models)
     return sorted(MODELS)
 

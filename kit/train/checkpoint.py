@@ -45,6 +45,7 @@ def read_checkpoint(path: Path, origin: str) -> dict:
 
 
 def config_of(checkpoint: dict, origin: str) -> TrainConfig:
+    """The training configuration a checkpoint was written with, checked."""
     return TrainConfig().updated(checkpoint["config"], origin)
 
 

@@ -48,6 +48,7 @@ def native_bf16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
+    """``auto`` as bf16 where the CPU has native bf16, else fp32; others as given."""
     if precision != "auto":
         return precision
     return "bf16" if native_bf16() else "fp32"

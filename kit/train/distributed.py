@@ -14,6 +14,7 @@ EPOCH_SEED_STRIDE = 100_003     # seed * stride + epoch: one stream per (seed, e
 
 @dataclass
 class Distributed:
+    """This process's rank among ``world`` torchrun processes (0 of 1 without torchrun)."""
     rank: int = 0
     world: int = 1
 
@@ -37,11 +38,13 @@ def start_distributed() -> Distributed:
 
 
 def barrier(process: Distributed) -> None:
+    """Wait for every torchrun process (nothing without torchrun)."""
     if process.world > 1:
         dist.barrier()
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch and NumPy's global generator."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
 
@@ -52,4 +55,5 @@ def run_seed(seed: int, fold: int | None) -> int:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: each epoch is reproducible on its own, for --resume."""
     return seed * EPOCH_SEED_STRIDE + epoch

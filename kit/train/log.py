@@ -36,6 +36,7 @@ def write_log(run_dir: Path, history: list[dict], curves: bool = True) -> None:
 
 
 def print_history(name: str, history: list[dict]) -> None:
+    """The run's epochs as a table on the terminal."""
     console.print(table(f"run {name}", list(history[0]), (row.values() for row in history)))
 
 
