@@ -48,9 +48,11 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
                       metric: str = "f1_macro", threshold: float = 0.5,
                       resamples: int = DEFAULT_RESAMPLES, reveal_private: bool = False,
                       title: str = "Leaderboard", extra_figures: dict[str, Path] | None = None,
-                      verdict: list[str] | None = None) -> dict:
+                      verdict: list[str] | None = None,
+                      tables: list[dict] | None = None) -> dict:
     """Score, rank and write ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json``
-    (figures beside them); ``verdict`` sentences open the report, ``extra_figures`` end it."""
+    (figures beside them); ``verdict`` sentences open the report, followed by ``tables``
+    (each a ``title``, a ``header`` and ``rows`` of text cells), ``extra_figures`` end it."""
     from kit.errors import KitError
     out = Path(out)
     if metric not in COLUMNS + ["f1_weighted", "error_rate", "roc_auc_macro"]:
@@ -91,7 +93,7 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     figures = {**_figures(entries, key, out), **(extra_figures or {})}
     board = {"title": title, "competition": key.competition.name, "metric": metric,
-             "verdict": list(verdict or []),
+             "verdict": list(verdict or []), "tables": list(tables or []),
              "ranked_by": part, "private_shown": show_private,
              "entries": [_summary(e, show_private) for e in entries], "invalid": invalid,
              "figures": {k: os.path.relpath(v, out) for k, v in figures.items()}}
@@ -179,6 +181,12 @@ def _markdown(board: dict, figures: dict[str, Path], out: Path) -> str:
     lines = [f"# {cell(board['title'])}: {cell(board['competition'])}", ""]
     if board["verdict"]:
         lines += ["## Verdict", ""] + [f"- {cell(sentence)}" for sentence in board["verdict"]]
+    for extra in board["tables"]:
+        lines += ["", f"### {cell(extra['title'])}", "",
+                  "| " + " | ".join(map(cell, extra["header"])) + " |",
+                  "|---" * len(extra["header"]) + "|"]
+        lines += ["| " + " | ".join(map(cell, row)) + " |" for row in extra["rows"]]
+    if board["verdict"] or board["tables"]:
         lines += ["", "## Ranking", ""]
     lines += [f"Ranked by the **{part}** part's `{board['metric']}`"
              + (" (the competition is closed: the final standing)" if part == "private" else "")
@@ -223,6 +231,13 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             f"<tr><td class=name>{escape(e['name'])}</td>" + "".join(
                 f"<td>{escape(_format(e['private'].get(c)))}</td>" for c in COLUMNS) + "</tr>"
             for e in board["entries"] if "private" in e) + "</table>"
+    tables = "".join(
+        f"<h3>{escape(extra['title'])}</h3><table><tr>"
+        + "".join(f"<th{' class=name' * (j == 0)}>{escape(c)}</th>"
+                  for j, c in enumerate(extra["header"])) + "</tr>"
+        + "".join("<tr>" + "".join(f"<td{' class=name' * (j == 0)}>{escape(c)}</td>"
+                                   for j, c in enumerate(row)) + "</tr>" for row in extra["rows"])
+        + "</table>" for extra in board["tables"])
     invalid = "".join(f"<li><b>{escape(bad['name'])}</b>: {escape('; '.join(bad['problems']))}"
                       "</li>" for bad in board["invalid"])
     images = "".join(
@@ -236,8 +251,9 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             ".name{text-align:left}img{max-width:100%}</style></head><body>"
             f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
             + ("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in
-                                                board["verdict"]) + "</ul><h2>Ranking</h2>"
+                                                board["verdict"]) + "</ul>"
                if board["verdict"] else "")
+            + tables + ("<h2>Ranking</h2>" if board["verdict"] or board["tables"] else "")
             + f"<p>Ranked by the <b>{part}</b> part's <code>{escape(board['metric'])}</code>"
             + (" (the competition is closed: the final standing)" if part == "private" else "")
             + ", scored on the natural test distribution; <em>tied</em>: not distinguishable "

@@ -114,10 +114,13 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     sentences = verdict(study, scored_on)
     figures = {**audits,
                "train, valid and test F1": gap_figure(study["fit_gap"], out / "fit_gap.png")}
+    tables = study_tables(study, len(paths))
     board = build_leaderboard(list(paths[0].values()), key, out, resamples=resamples,
-                              title=title, extra_figures=figures, verdict=sentences)
+                              title=title, extra_figures=figures, verdict=sentences,
+                              tables=tables)
     write_json(out / "study.json", study)
-    print_study(study)
+    for extra in tables:
+        console.print(table(extra["title"], extra["header"], extra["rows"]))
     for sentence in sentences:
         console.print(f"- {escape(sentence)}", soft_wrap=False)
     rows = [e for e in board["entries"] if not e["reference"]]
@@ -136,20 +139,23 @@ def _audit(config: TrainConfig, strategy: str, train_labels, valid_labels, genre
             f"audit {strategy}: genres per film": Path(report["figures"][1])}
 
 
-def print_study(study: dict) -> None:
-    """The study's rows at 80 columns: F1 over seeds and the difference against `none`."""
+def study_tables(study: dict, seeds: int) -> list[dict]:
+    """The study's rows as text tables: F1 over seeds with the difference against `none`, and
+    the overfitting gap; for the terminal and the report alike."""
     def described(row: dict, metric: str) -> list[str]:
         mean, spread = row[metric]["mean"], row[metric]["spread"]
         against = row[metric].get("against_none")
         return [f"{mean:.3f}" + (f" ±{spread:.3f}" if spread is not None else ""),
                 "-" if against is None else f"{against['difference']:+.3f} "
                 f"[{against['interval'][0]:+.3f}, {against['interval'][1]:+.3f}]"]
-    console.print(table("F1 over seeds (mean ±sd) and against none with the same rule [95%]",
-                        ["row", "macro", "macro vs none", "micro", "micro vs none"],
-                        ([name, *described(row, "macro"), *described(row, "micro")]
-                         for name, row in study["rows"].items())))
-    console.print(table("overfitting: F1 at 0.5 (macro) on each strategy's own films",
-                        ["strategy", "train films", "repeated", "train", "valid", "test"],
-                        ([s, g["train_films"], g["repeated_copies"], g["train"]["macro"],
-                          g["valid"]["macro"], g["test"]["macro"]]
-                         for s, g in study["fit_gap"].items())))
+    over_seeds = (f"F1 over {seeds} seeds (mean ±sd; the ranking scores the first seed's files)"
+                  if seeds > 1 else "F1 of one seed")
+    return [{"title": f"{over_seeds} and against none with the same rule, first seed [95%]",
+             "header": ["row", "macro", "macro vs none", "micro", "micro vs none"],
+             "rows": [[name, *described(row, "macro"), *described(row, "micro")]
+                      for name, row in study["rows"].items()]},
+            {"title": "overfitting: macro F1 at 0.5 on each strategy's own films",
+             "header": ["strategy", "train films", "repeated", "train", "valid", "test"],
+             "rows": [[s, str(g["train_films"]), str(g["repeated_copies"]),
+                       *(f"{g[part]['macro']:.3f}" for part in ("train", "valid", "test"))]
+                      for s, g in study["fit_gap"].items()]}]

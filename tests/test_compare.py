@@ -27,11 +27,16 @@ def test_compare_answers_the_question_with_seeds_pairs_and_the_fit_gap(workdir, 
     assert study["fit_gap"]["min-per-genre"]["train_films"] < study["fit_gap"]["none"][
         "train_films"]
     report = open(result["report"]).read()
-    assert report.index("## Verdict") < report.index("## Ranking")
+    assert report.index("## Verdict") < report.index("### F1 over 2 seeds") < report.index(
+        "## Ranking")                   # the means the verdict quotes, before the first seed's
+    mean = study["rows"]["sampler@tuned"]["macro"]["mean"]
+    assert f"| sampler@tuned | {mean:.3f} ±" in report
+    assert "### overfitting: macro F1 at 0.5" in report
     assert "Best macro F1 on the public test part" in report and "the overfitting gap" in report
     assert "min-per-genre@tuned.csv" in report and "audit min-per-genre" in report
     page = open(result["html"]).read()
     assert page.count("data:image/png;base64,") == 3 + 1 + 2 * 3 and "<h2>Verdict</h2>" in page
+    assert f"<td class=name>sampler@tuned</td><td>{mean:.3f} ±" in page
     # The terminal (80 columns when not a terminal) shows every row name whole.
     err = capsys.readouterr().err
     assert all(f"{row}.csv" in err and row in err for row in rows)
