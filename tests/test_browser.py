@@ -94,6 +94,13 @@ def test_participant_and_organiser_in_a_real_browser(browser, hosted, organiser,
     page.wait_for_url("**/admin")
     assert page.input_value("select[name=metric]") == "f1_micro"
     assert page.input_value("input[name=daily_limit]") == "7"
+    page.set_viewport_size({"width": 390, "height": 800})         # a phone: nothing wider
+    for path in ("/admin", "/leaderboard", "/"):
+        page.goto(hosted.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    shot("admin-phone")
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(f"{hosted.url}/admin")
     page.click("#close")
     page.wait_for_url("**/leaderboard")
     shot("leaderboard-private")
