@@ -153,6 +153,17 @@ def test_problems_show_invisible_characters_and_never_pass_on_terminal_codes(com
     assert "\x1b" not in err
 
 
+def test_rules_print_an_upload_limit_as_a_whole_number(capsys):
+    from eval.rules import Rules
+    from kit.console import console, table
+    console.print(table("rules", ["rule", "value"], Rules().as_dict().items()))
+    out = capsys.readouterr().err
+    assert "max_upload_mb" in out and " 50 " in out and "50.0000" not in out
+    console.print(table("scores", ["metric", "value"], [("f1_macro", 0.5), ("loss", 0.0)]))
+    out = capsys.readouterr().err
+    assert "0.5000" in out and "0.0000" in out           # scores keep four places
+
+
 def test_paired_comparison_against_another_submission(key, competition, tmp_path):
     perfect = answers_as_submission(key, tmp_path / "p.csv")
     result = score_submission(perfect, key, resamples=200,
