@@ -25,6 +25,7 @@ from kit.models.ensemble import Ensemble
 from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
 from kit.train.config import TrainConfig
 from kit.train.distributed import start_distributed
+from kit.train.log import draw_genre_scores
 from kit.train.loop import train_run
 from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
 from kit.train.thresholds import decision_thresholds
@@ -94,6 +95,8 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
                      Ensemble(models).state_dict(), thresholds=thresholds.tolist(),
                      valid={"probabilities": probabilities, "labels": labels})
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+    draw_genre_scores(run_dir, genres, labels, probabilities, thresholds, "out-of-fold",
+                      config.tune_thresholds)
     micro, macro = f1_micro_macro(labels, probabilities >= thresholds)
     summary = {
         "run": run_name, "folds": config.folds, "repeats": config.repeats,

@@ -9,7 +9,6 @@ import pandas as pd
 from eval.metrics import score
 from kit.console import console, table
 from kit.files import write_csv
-from kit.train.checkpoint import read_checkpoint
 
 
 def write_log(run_dir: Path, history: list[dict], curves: bool = True) -> None:
@@ -40,19 +39,18 @@ def print_history(name: str, history: list[dict]) -> None:
     console.print(table(f"run {name}", list(history[0]), (row.values() for row in history)))
 
 
-def draw_genre_scores(run_dir: Path) -> Path:
-    """``genres.png``: each genre's F1 on the films the run's thresholds were tuned on (its valid
-    part, or a cross-fitted run's out-of-fold predictions) against a random guess."""
+def draw_genre_scores(run_dir: Path, genres: list[str], labels: np.ndarray,
+                      probabilities: np.ndarray, thresholds: np.ndarray, films: str,
+                      tuned: bool) -> Path:
+    """``genres.png``: each genre's F1 on the films the run's thresholds were tuned on (its
+    ``films``: valid, or a cross-fitted run's out-of-fold predictions) against a random guess."""
     from kit import plots
-    best = read_checkpoint(run_dir / "best.pt", f"run {run_dir.name!r}")
-    labels = np.asarray(best["valid"]["labels"]).astype(np.uint8)
-    predicted = np.asarray(best["valid"]["probabilities"]) >= np.asarray(best["thresholds"])
-    per_genre = score(labels, predicted, best["genres"])["per_genre"]
-    films = "out-of-fold" if best["config"]["folds"] > 1 else "valid"
-    rule = ("thresholds tuned on these films, so a little optimistic"
-            if best["config"]["tune_thresholds"] else "decisions at 0.5")
+    labels = np.asarray(labels).astype(np.uint8)
+    per_genre = score(labels, probabilities >= thresholds, genres)["per_genre"]
+    rule = "thresholds tuned on these films, so a little optimistic" if tuned else \
+        "decisions at 0.5"
     return plots.genre_scores(
-        best["genres"], np.array([g["f1"] for g in per_genre]), labels.mean(0),
+        genres, np.array([g["f1"] for g in per_genre]), labels.mean(0),
         np.array([g["support"] for g in per_genre]),
         f"run {run_dir.name}: per-genre F1 on its {len(labels)} {films} films\n({rule})",
         run_dir / "genres.png")

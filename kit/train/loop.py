@@ -32,7 +32,7 @@ from kit.train.data import EpochSampler, PosterDataset, RunData, prepare_data
 from kit.train.distributed import (Distributed, barrier, epoch_seed, run_seed, seed_everything,
                                    start_distributed)
 from kit.train.inference import as_model_input, predict_probabilities
-from kit.train.log import print_history, write_log
+from kit.train.log import draw_genre_scores, print_history, write_log
 from kit.train.thresholds import decision_thresholds
 
 CURVES_EVERY_SECONDS = 30      # redrawing curves.png each epoch took a third of a head's run
@@ -210,8 +210,8 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
             write_log(run_dir, state["history"], curves=redraw)   # and at the end, always
             curves_drawn = time.monotonic() if redraw else curves_drawn
     barrier(process)        # rank 0's last checkpoint is on disk before anyone moves on
-    summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data,
-                              state) if process.main else None
+    summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data, state,
+                              genres_figure=fold is None) if process.main else None
     barrier(process)
     return summary
 
@@ -266,9 +266,10 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels:
 
 
 def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn.Module,
-                    valid_loader, data: RunData, state: dict) -> dict:
+                    valid_loader, data: RunData, state: dict, genres_figure: bool) -> dict:
     """Reload the best weights, tune per-genre thresholds on valid, save them with the model
-    and the valid predictions (with their films' ids, which a cross-fitted run pools by)."""
+    and the valid predictions (with their films' ids, which a cross-fitted run pools by); a run
+    of its own (``genres_figure``, not a fold of a cross-fitted one) draws ``genres.png``."""
     valid_labels, genres = data.valid_labels, data.genres
     best = read_checkpoint(run_dir / "best.pt", f"run {run_name!r}")
     load_weights(model, best["model_state"], f"run {run_name!r}")
@@ -290,5 +291,8 @@ def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn
         write_log(run_dir, state["history"])
         print_history(run_dir.name, state["history"])
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+    if genres_figure:
+        draw_genre_scores(run_dir, genres, valid_labels, probabilities, thresholds, "valid",
+                          config.tune_thresholds)
     write_json(run_dir / "summary.json", summary)
     return summary

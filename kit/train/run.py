@@ -8,7 +8,6 @@ from kit.competition import Competition
 from kit.train.config import TrainConfig
 from kit.train.crossfit import train_folds
 from kit.train.distributed import start_distributed
-from kit.train.log import draw_genre_scores
 from kit.train.loop import train_run
 from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
 from kit.workdir import Workdir
@@ -18,18 +17,14 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
           resume: bool = False, scheduler: str = "auto") -> dict | None:
     """Train one run; returns its summary (None on torchrun ranks other than 0).
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json, summary.json and genres.png;
-    with ``config.folds`` > 1, one such run per fold and their ensemble
+    with ``config.folds`` > 1, one such run per fold (without genres.png) and their ensemble
     (``kit/train/crossfit.py``), whose genres.png scores the out-of-fold predictions."""
     competition = Competition.find(workdir, competition_name)
     config = config.resolved()
-    run_dir = workdir.run(run_name)
     if config.folds > 1:
-        summary = train_folds(config, competition, run_dir, run_name, resume, scheduler)
-    else:
-        summary = train_run(config, competition, run_dir, run_name, resume, scheduler)
-    if summary is not None:
-        draw_genre_scores(run_dir)
-    return summary
+        return train_folds(config, competition, workdir.run(run_name), run_name, resume,
+                           scheduler)
+    return train_run(config, competition, workdir.run(run_name), run_name, resume, scheduler)
 
 
 def train_several(runs: list[tuple[str, TrainConfig]], workdir: Workdir,
