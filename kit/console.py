@@ -97,11 +97,14 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]],
 
 def format_value(value: Any) -> str:
     """One table cell: fractions (scores) to four places, a whole number above 1 (an upload
-    limit in MB) as one, text with its non-printing characters as escapes."""
+    limit in MB) as one, a figure of 10 or more (posters per second) to one place, text with
+    its non-printing characters as escapes."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.4f}"
+        if value.is_integer() and abs(value) > 1:
+            return f"{value:.0f}"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.4f}"
     return visible(str(value))
 
 

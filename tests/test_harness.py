@@ -162,6 +162,9 @@ def test_rules_print_an_upload_limit_as_a_whole_number(capsys):
     console.print(table("scores", ["metric", "value"], [("f1_macro", 0.5), ("loss", 0.0)]))
     out = capsys.readouterr().err
     assert "0.5000" in out and "0.0000" in out           # scores keep four places
+    console.print(table("speed", ["item", "value"], [("posters_per_second", 2110.347)]))
+    out = capsys.readouterr().err
+    assert "2110.3" in out and "2110.347" not in out     # a rate to one place
 
 
 def test_paired_comparison_against_another_submission(key, competition, tmp_path):
