@@ -118,8 +118,12 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     others = [name for name in header if name != id_column]
     label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS
     if not label_format:
-        unknown = [name for name in others if name not in genres]
+        unnamed = [str(position) for position, name in enumerate(header, 1) if not name]
+        unknown = [name for name in others if name and name not in genres]
         missing = [g for g in genres if g not in others]
+        if unnamed:
+            problems.append(f"columns without a name (a comma at the end of the header?): "
+                            f"column {_listing(unnamed)}")
         if unknown:
             problems.append(f"unknown genre columns: {_listing(unknown)}")
         if missing:
@@ -243,8 +247,9 @@ class _Reader:
     def _fast_numbers(self, rows: pd.DataFrame) -> np.ndarray | None:
         """The values when every cell is a plain number in [0, 1]; else None (the careful path
         then names each problem)."""
-        if not all(pd.api.types.is_numeric_dtype(rows[g]) for g in self.genres):
-            return None
+        if not all(pd.api.types.is_numeric_dtype(rows[g])
+                   and not pd.api.types.is_bool_dtype(rows[g]) for g in self.genres):
+            return None     # pandas reads a column of True/False as numbers
         values = rows[self.genres].to_numpy(dtype=np.float64)
         if not np.all((values >= 0) & (values <= 1)):     # also false for NaN
             return None

@@ -78,6 +78,10 @@ def test_decisions_are_recognised(tmp_path):
     ("id,genres\ntt01,Drama|Westrn\ntt02,\n1000003,Comedy\n", "unknown genre names: 'Westrn' x1"),
     ('id,Drama,Comedy,Science Fiction\ntt01,"1,0,0\n', "not valid CSV"),
     (b"\r\x01", "no 'id' column"),
+    (VALID.replace("\n", ",\n"), "columns without a name (a comma at the end of the header?): "
+                                 "column 5 (1 in all)"),
+    ("id,Drama,Comedy,Science Fiction\ntt01,True,0,0\ntt02,True,1,1\n1000003,False,0,0\n",
+     "non-numeric values: row 1 column 'Drama', row 2 column 'Drama', row 3 column 'Drama'"),
 ])
 def test_each_problem_is_reported_precisely(tmp_path, text, message):
     assert message in problems(tmp_path, text)
