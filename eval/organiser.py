@@ -5,11 +5,13 @@ import os
 from dataclasses import replace
 
 from eval.rules import RANKING_METRICS, read_rules, write_rules
-from kit.arguments import usable_name
+from kit.arguments import number, usable_name, whole
 from kit.competition import Competition
 from kit.console import console, table
 from kit.errors import KitError
 from kit.workdir import Workdir
+
+MAX_SCORING_WORKERS = 64     # each holds the answer key; --workers 100000 forked until killed
 
 
 def _competition(args) -> Competition:
@@ -76,11 +78,6 @@ def cmd_participants(args) -> dict:
 def cmd_serve(args) -> None:
     from eval.server.app import serve
     competition = _competition(args)
-    if not 0 < args.port < 65536:
-        raise KitError(f"--port must be from 1 to 65535, got {args.port}")
-    if args.workers < 1 or args.queue < 0 or args.body_timeout <= 0:
-        raise KitError("--workers must be at least 1, --queue at least 0 and --body-timeout "
-                       "positive")
     serve(competition, _database_url(args, competition), args.host, args.port, args.workers,
           args.queue, args.body_timeout)
 
@@ -108,13 +105,17 @@ def add_commands(command) -> None:
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sub = command("serve", cmd_serve, "run the grading server")
-    sub.add_argument("--host", default="127.0.0.1")
-    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1, this machine only; "
+                          "0.0.0.0 for every network)")
+    sub.add_argument("--port", type=whole(1, 65535), default=8000,
+                     help="port to listen on (default: 8000)")
     sub.add_argument("--db", help="database URL, e.g. postgresql+psycopg://user@host/db "
                                   "(default: SQLite in the competition's folder)")
-    sub.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+    sub.add_argument("--workers", type=whole(1, MAX_SCORING_WORKERS),
+                     default=max(1, (os.cpu_count() or 2) - 1),
                      help="scoring processes (default: cores - 1, at least 1)")
-    sub.add_argument("--queue", type=int, default=8, help="submissions waiting beyond those "
-                                                          "being scored (default: 8)")
-    sub.add_argument("--body-timeout", type=float, default=30.0,
+    sub.add_argument("--queue", type=whole(0, 10_000), default=8,
+                     help="submissions waiting beyond those being scored (default: 8)")
+    sub.add_argument("--body-timeout", type=number(1, 3600), default=30.0,
                      help="seconds an upload may stall before it is cut (default: 30)")

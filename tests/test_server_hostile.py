@@ -151,3 +151,14 @@ def test_a_port_in_use_or_a_foreign_host_is_one_message(server, organiser, datab
         assert result.returncode == 2, result.stderr
         assert "error: cannot listen on" in result.stderr and "Traceback" not in result.stderr
     assert httpx.get(f"{server.url}/api/health").status_code == 200
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--workers", "100000"], "argument --workers: must be from 1 to 64"),
+    (["--body-timeout", "nan"], "argument --body-timeout: must be from 1 to 3600, got nan"),
+    (["--port", "0"], "argument --port: must be from 1 to 65,535"),
+])
+def test_server_options_out_of_range_are_refused_before_it_starts(organiser, options, message):
+    result = subprocess.run([sys.executable, "-m", "eval", "serve", "--workdir", str(organiser),
+                             *options], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
