@@ -13,7 +13,7 @@ from eval.metrics import DEFAULT_RESAMPLES
 from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
-from kit.arguments import add_workdir_option, usable_name
+from kit.arguments import add_workdir_option, path_text, usable_name
 from kit.console import console, table
 from kit.errors import KitError, os_error_message
 from kit.files import write_json
@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def scoring_options(sub):
-        sub.add_argument("--answers", help="answer key CSV (default: the competition's)")
+        sub.add_argument("--answers", type=path_text,
+                         help="answer key CSV (default: the competition's)")
         sub.add_argument("--threshold", type=float, default=0.5,
                          help="probabilities at or above it count as predicted (0.5)")
         sub.add_argument("--bootstrap", type=resamples, default=DEFAULT_RESAMPLES,
@@ -136,17 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sub = command("score", cmd_score, "score one submission CSV")
-    sub.add_argument("submission")
-    sub.add_argument("--against", help="another submission: paired bootstrap comparison")
-    sub.add_argument("--out", help="also write the result as JSON to this file")
-    sub.add_argument("--grid", help="also draw public test posters with true and predicted "
-                                    "genres (the report's Figure 5) to this PNG file")
+    sub.add_argument("submission", type=path_text, help="submission CSV")
+    sub.add_argument("--against", type=path_text,
+                     help="another submission: paired bootstrap comparison")
+    sub.add_argument("--out", type=path_text, help="also write the result as JSON to this file")
+    sub.add_argument("--grid", type=path_text,
+                     help="also draw public test posters with true and predicted "
+                          "genres (the report's Figure 5) to this PNG file")
     scoring_options(sub)
 
     sub = command("leaderboard", cmd_leaderboard, "score every CSV in a folder and rank them")
-    sub.add_argument("folder", nargs="?", default="submissions")
+    sub.add_argument("folder", type=path_text, nargs="?", default="submissions",
+                     help="folder of submission CSVs (default: %(default)s)")
     sub.add_argument("--metric", default="f1_macro", help="ranking metric (f1_macro)")
-    sub.add_argument("--out", help="report folder (default: WORKDIR/leaderboard)")
+    sub.add_argument("--out", type=path_text, help="report folder (default: WORKDIR/leaderboard)")
     scoring_options(sub)
 
     sub = command("close", cmd_close, "close a competition: private scores become visible")

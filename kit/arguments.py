@@ -37,6 +37,15 @@ def number(low: float, high: float):
     return parse
 
 
+def path_text(text: str) -> str:
+    """An argparse type: a file or folder path. An empty one (often an unset shell variable,
+    ``--out "$OUT"``) is refused where it is parsed instead of meaning the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a file or folder ('.' for the "
+                                         "current folder)")
+    return text
+
+
 def usable_name(text: str) -> str:
     """An argparse type: a name usable as a folder (``kit.workdir.safe_name``), so an empty or
     odd ``--name ''`` is refused where it is parsed instead of falling back to the default."""
@@ -50,7 +59,8 @@ def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> Non
     """``--workdir`` on the program and on each of its commands, so it may come before or after
     the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has
     no default, so it never overwrites a folder given before the command."""
-    parser.add_argument("--workdir", default=argparse.SUPPRESS if command else DEFAULT_WORKDIR,
+    parser.add_argument("--workdir", type=path_text,
+                        default=argparse.SUPPRESS if command else DEFAULT_WORKDIR,
                         help=f"folder for generated data, stores, runs "
                              f"(default: {DEFAULT_WORKDIR})")
 

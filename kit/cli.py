@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from kit.console import console, summary
-from kit.arguments import SEED, WORKERS, add_workdir_option, number, usable_name, whole
+from kit.arguments import (SEED, WORKERS, add_workdir_option, number, path_text, usable_name,
+                           whole)
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.threshold_study import add_command as add_threshold_command
@@ -115,7 +116,8 @@ def cmd_compare(args) -> dict:
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
     from kit.train.config import add_config_arguments
-    sub.add_argument("--config", help="baseline TOML file (e.g. baselines/lenet.toml)")
+    sub.add_argument("--config", type=path_text,
+                     help="baseline TOML file (e.g. baselines/lenet.toml)")
     sub.add_argument("--competition", type=usable_name,
                      help="competition name (default: the current one, see `kit use`)")
     add_config_arguments(sub)
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("synth", cmd_synth, "write a synthetic poster data set (Letterboxd layout)")
-    sub.add_argument("--out", required=True, help="folder to write")
+    sub.add_argument("--out", type=path_text, required=True, help="folder to write")
     sub.add_argument("--n", type=whole(1, 10**7), default=3000, help="films (default: %(default)s)")
     sub.add_argument("--seed", type=SEED, default=0)
     sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
@@ -178,11 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the data set in a folder that is not empty")
 
     sub = command("prepare", cmd_prepare, "ingest a poster data set into the preprocessed store")
-    sub.add_argument("source", help="data folder (Letterboxd, wide one-hot or list layout)")
+    sub.add_argument("source", type=path_text,
+                     help="data folder (Letterboxd, wide one-hot or list layout)")
     sub.add_argument("--name", type=usable_name, help="dataset name (default: the folder's name)")
     sub.add_argument("--layout", choices=["letterboxd", "wide", "list"], help="skip detection")
-    sub.add_argument("--labels", help="label CSV inside the folder (default: detected)")
-    sub.add_argument("--posters", help="poster folder (default: posters/ or Images/)")
+    sub.add_argument("--labels", type=path_text,
+                     help="label CSV inside the folder (default: detected)")
+    sub.add_argument("--posters", type=path_text,
+                     help="poster folder (default: posters/ or Images/)")
     sub.add_argument("--size", type=_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
     sub.add_argument("--shard-size", type=whole(1, 100_000), default=256,
                      help="posters per shard (256)")
@@ -218,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("predict", cmd_predict, "write a submission CSV from a trained run")
     sub.add_argument("--run", type=usable_name, required=True, help="run name")
-    sub.add_argument("--out", default="submissions", help="folder (default: %(default)s)")
+    sub.add_argument("--out", type=path_text,
+                     default="submissions", help="folder (default: %(default)s)")
     sub.add_argument("--name", type=usable_name, help="submission name (default: the run's)")
     sub.add_argument("--raw", action="store_true",
                      help="raw probabilities, not rescaled to the tuned thresholds")
@@ -246,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "train one model per balancing strategy, score all, write a comparison report")
     sub.add_argument("--strategies", nargs="+",
                      help="none min-per-genre class-weight sampler asymmetric-loss (default: all)")
-    sub.add_argument("--submissions", default="submissions")
+    sub.add_argument("--submissions", type=path_text, default="submissions",
+                     help="folder for the submissions (default: %(default)s)")
     sub.add_argument("--prefix", default="compare", help="run and submission name prefix")
     sub.add_argument("--bootstrap", type=whole(0, 100_000), default=1000,
                      help="bootstrap resamples")
@@ -258,12 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("baseline", cmd_baseline, "the whole baseline: data to score")
     sub.add_argument("--baseline", default="lenet", help="baseline name or TOML file")
-    sub.add_argument("--data", help="data folder (default: synthetic posters)")
+    sub.add_argument("--data", type=path_text, help="data folder (default: synthetic posters)")
     sub.add_argument("--films", type=whole(10, 10**7), default=3000, help="synthetic films (3000)")
     sub.add_argument("--seed", type=SEED, default=0)
     sub.add_argument("--epochs", type=whole(1, 100_000),
                      help="override the baseline's epoch budget")
-    sub.add_argument("--submissions", default="submissions")
+    sub.add_argument("--submissions", type=path_text, default="submissions",
+                     help="folder for the submissions (default: %(default)s)")
 
     sub = command("use", cmd_use, "make a competition the work folder's current one")
     sub.add_argument("name", type=usable_name, help="competition name (see work/competitions/)")

@@ -2,7 +2,7 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from kit.arguments import WORKERS, usable_name, whole
+from kit.arguments import WORKERS, path_text, usable_name, whole
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -59,12 +59,12 @@ def add_commands(command, add_scheduler_argument) -> None:
                                         "(public files and posters, no test label)")
     sub.add_argument("--competition", type=usable_name,
                      help="competition name (default: the current one, see `kit use`)")
-    sub.add_argument("--out", help="bundle file, .tar.gz or .zip "
+    sub.add_argument("--out", type=path_text, help="bundle file, .tar.gz or .zip "
                                    "(default: WORKDIR/bundles/<competition>.tar.gz)")
     sub.add_argument("--server", help="the grading server's URL, written into the bundle")
 
     sub = command("join", cmd_join, "join a competition from its participant bundle")
-    sub.add_argument("bundle", help="the .tar.gz or .zip the organiser published")
+    sub.add_argument("bundle", type=path_text, help="the .tar.gz or .zip the organiser published")
     sub.add_argument("--workers", type=WORKERS, default=None,
                      help="processes (default: all cores)")
     add_scheduler_argument(sub)
@@ -78,7 +78,7 @@ def add_commands(command, add_scheduler_argument) -> None:
 
     sub = command("submit", cmd_submit, "check a submission locally, then send it to the "
                                         "grading server")
-    sub.add_argument("submission", help="submission CSV")
+    sub.add_argument("submission", type=path_text, help="submission CSV")
     sub.add_argument("--message", "-m", default="", help="a note shown beside it")
     sub.add_argument("--check", action="store_true",
                      help="only validate the file locally; send nothing")

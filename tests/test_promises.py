@@ -61,6 +61,19 @@ def test_an_empty_or_unusable_name_is_refused_where_it_is_parsed(workdir):
         assert "is not a usable name" in done.stderr and "Traceback" not in done.stderr, argv
 
 
+def test_an_empty_path_is_refused_where_it_is_parsed(workdir):
+    """`--submissions ''` once wrote the baseline's submission into the current folder, and
+    `--workdir ''` made it the work folder: an unset shell variable should not mean "here"."""
+    cases = [("kit", "--workdir", " ", "status"), ("kit", "synth", "--out", ""),
+             ("kit", "predict", "--run", "lenet", "--out", ""), ("kit", "prepare", ""),
+             ("kit", "baseline", "--submissions", ""), ("kit", "join", ""),
+             ("eval", "score", ""), ("eval", "leaderboard", "", "--out", "r")]
+    for argv in cases:
+        done = run(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert "an empty path" in done.stderr and "Traceback" not in done.stderr, argv
+
+
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
                           "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s"])
 COMMANDS = {
