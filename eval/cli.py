@@ -65,6 +65,7 @@ def print_score(result: dict) -> None:
 
 
 def cmd_score(args) -> int:
+    """`python -m eval score`: score one submission; exit code 2 when invalid."""
     key = load_answers(find_answers(Workdir(args.workdir), args.competition, args.answers))
     result = score_submission(args.submission, key, args.threshold, args.bootstrap, args.against,
                               args.reveal_private)
@@ -81,6 +82,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    """`python -m eval leaderboard`: score and rank a folder of submissions."""
     from eval.leaderboard import build_leaderboard, submissions_in
     key = load_answers(find_answers(Workdir(args.workdir), args.competition, args.answers))
     out = args.out or str(Workdir(args.workdir).root / "leaderboard")
@@ -92,6 +94,7 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_close(args) -> dict:
+    """`python -m eval close`: close the competition and reveal the private part."""
     from kit.competition import Competition
     competition = Competition.find(Workdir(args.workdir), args.competition)
     competition.closed_marker.write_text("closed\n")

@@ -34,6 +34,7 @@ def _database(args, competition: Competition):
 
 
 def cmd_rules(args) -> dict:
+    """`python -m eval rules`: show or change the competition's rules."""
     competition = Competition.find(Workdir(args.workdir), args.competition)
     rules = read_rules(competition.rules_path)
     if args.no_deadline:
@@ -49,6 +50,7 @@ def cmd_rules(args) -> dict:
 
 
 def cmd_participants(args) -> dict:
+    """`python -m eval participants`: add, list or revoke participants."""
     from eval.server import tokens
     competition = _competition(args)
     db = _database(args, competition)
@@ -76,6 +78,7 @@ def cmd_participants(args) -> dict:
 
 
 def cmd_serve(args) -> None:
+    """`python -m eval serve`: run the grading server until interrupted."""
     from eval.server.app import serve
     competition = _competition(args)
     serve(competition, _database_url(args, competition), args.host, args.port, args.workers,

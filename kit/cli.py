@@ -28,11 +28,13 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args) -> dict:
+    """`kit synth`: write a synthetic poster data set."""
     from kit.synth import synthesize
     return synthesize(args.out, args.n, args.seed, args.workers, args.force)
 
 
 def cmd_prepare(args) -> dict:
+    """`kit prepare`: ingest a poster folder into the uint8 store."""
     from kit.prepare import prepare_dataset
     return prepare_dataset(args.source, Workdir(args.workdir), args.name, args.layout, args.labels,
                            args.posters, args.size, args.shard_size, args.max_pixels,
@@ -40,12 +42,14 @@ def cmd_prepare(args) -> dict:
 
 
 def cmd_report(args) -> dict:
+    """`kit report`: redraw a dataset's report from its store."""
     from kit.prepare import redraw_report
     workdir = Workdir(args.workdir)
     return redraw_report(workdir, args.dataset or workdir.latest_dataset())
 
 
 def cmd_split(args) -> dict:
+    """`kit split`: freeze the competition's splits and its private answer key."""
     from kit.splits import SplitOptions, make_competition
     workdir = Workdir(args.workdir)
     options = SplitOptions(args.sample, args.test, args.valid, args.public, args.min_support,
@@ -54,11 +58,13 @@ def cmd_split(args) -> dict:
 
 
 def cmd_use(args) -> dict:
+    """`kit use`: make a competition the work folder's current one."""
     from kit.competition import use_competition
     return use_competition(Workdir(args.workdir), args.name)
 
 
 def cmd_audit(args) -> dict:
+    """`kit audit`: what a balancing strategy does to the training labels."""
     from kit import balancing
     from kit.competition import Competition
     competition = Competition.find(Workdir(args.workdir), args.competition)
@@ -79,6 +85,7 @@ def train_config(args):
 
 
 def cmd_train(args) -> dict:
+    """`kit train`: train a run (or a cross-fitted ensemble) from public files only."""
     config = train_config(args)         # checked before torch is imported
     from kit.train.run import train
     name = args.name or (Path(args.config).stem if args.config else config.model.replace(":", "-"))
@@ -87,12 +94,14 @@ def cmd_train(args) -> dict:
 
 
 def cmd_predict(args) -> dict:
+    """`kit predict`: write a run's submission CSV."""
     from kit.predict import predict
     return predict(Workdir(args.workdir), args.run, args.out, args.name, args.raw,
                    part=args.part)
 
 
 def cmd_search(args) -> dict:
+    """`kit search`: random search over hyperparameters, scored out of fold."""
     config = train_config(args)
     from kit.train.search import random_search
     return random_search(config, Workdir(args.workdir), args.name, args.trials,
@@ -101,12 +110,14 @@ def cmd_search(args) -> dict:
 
 
 def cmd_baseline(args) -> dict:
+    """`kit baseline`: the whole path from data to a score."""
     from kit.baseline import run_baseline
     return run_baseline(Workdir(args.workdir), args.baseline, args.data, args.films, args.seed,
                         args.submissions, args.epochs)
 
 
 def cmd_compare(args) -> dict:
+    """`kit compare`: one model per balancing strategy, scored and reported."""
     config = train_config(args)
     from kit.compare import compare
     return compare(config, Workdir(args.workdir), args.strategies, args.competition,

@@ -8,16 +8,19 @@ from kit.workdir import Workdir
 
 
 def cmd_export(args) -> dict:
+    """`kit export`: write the participant bundle (no test label)."""
     from kit.bundle import export_bundle
     return export_bundle(Workdir(args.workdir), args.competition, args.out, args.server)
 
 
 def cmd_join(args) -> dict:
+    """`kit join`: unpack a participant bundle into this work folder."""
     from kit.join import join_bundle
     return join_bundle(Workdir(args.workdir), args.bundle, args.workers, args.scheduler)
 
 
 def cmd_submit(args) -> dict:
+    """`kit submit`: check a submission locally, then send it to the server."""
     from kit.client import submit
     result = submit(Workdir(args.workdir), args.submission, args.server, args.token,
                     args.message, args.competition, args.check)
@@ -32,6 +35,7 @@ def cmd_submit(args) -> dict:
 
 
 def cmd_submissions(args) -> dict:
+    """`kit submissions`: this team's submissions on the server."""
     from kit.client import submissions
     result = submissions(Workdir(args.workdir), args.server, args.token, args.competition)
     if not args.json:
@@ -48,6 +52,7 @@ def cmd_submissions(args) -> dict:
 
 
 def cmd_final(args) -> dict:
+    """`kit final`: choose this team's final submissions."""
     from kit.client import select_final
     return select_final(Workdir(args.workdir), args.id, not args.unselect, args.server,
                         args.token, args.competition)

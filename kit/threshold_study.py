@@ -62,6 +62,7 @@ def threshold_study(workdir: Workdir, run: str, weights=DEFAULT_WEIGHTS, parts: 
 
 
 def cmd_thresholds(args) -> dict | None:
+    """`kit thresholds`: score threshold rules on films they were not tuned on."""
     result = threshold_study(Workdir(args.workdir), args.run, tuple(args.micro_weight),
                              args.parts, grids=tuple(args.threshold_grid or ()))
     if args.json:
