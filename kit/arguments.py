@@ -67,3 +67,32 @@ def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> Non
 
 SEED = whole(0, 2**31 - 1)
 WORKERS = whole(1, 1024)
+
+
+def poster_size(text: str) -> tuple[int, int]:
+    """An argparse type: HEIGHTxWIDTH of the stored posters, each from 8 to 4096."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 345x230, got {text!r}")
+    if not (8 <= height <= 4096 and 8 <= width <= 4096):
+        raise argparse.ArgumentTypeError(f"image height and width must be between 8 and 4096, "
+                                         f"got {height}x{width}")
+    return height, width
+
+
+def _scheduler(text: str) -> str:
+    """An argparse type: a scheduler name or a Dask address (``kit.scheduler``)."""
+    from kit.scheduler import check_scheduler
+    try:
+        return check_scheduler(text)
+    except KitError as error:
+        raise argparse.ArgumentTypeError(str(error))
+
+
+def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--scheduler``: where shard work and side-by-side heads run."""
+    sub.add_argument("--scheduler", default=default, type=_scheduler,
+                     help="auto (the fastest local executor: a process pool), local (a Dask "
+                          "LocalCluster), processes (a plain process pool), inline, or "
+                          "tcp://host:port (an existing Dask cluster); default %(default)s")

@@ -7,24 +7,13 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from kit.arguments import (SEED, WORKERS, add_scheduler_argument, add_workdir_option, number,
+                           path_text, poster_size, usable_name, whole)
 from kit.console import console, summary
-from kit.arguments import (SEED, WORKERS, add_workdir_option, number, path_text, usable_name,
-                           whole)
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.threshold_study import add_command as add_threshold_command
 from kit.workdir import Workdir
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 345x230, got {text!r}")
-    if not (8 <= height <= 4096 and 8 <= width <= 4096):
-        raise argparse.ArgumentTypeError(f"image height and width must be between 8 and 4096, "
-                                         f"got {height}x{width}")
-    return height, width
 
 
 def cmd_synth(args) -> dict:
@@ -152,22 +141,6 @@ def add_balance_arguments(sub: argparse.ArgumentParser) -> None:
                      help="class-weight: largest pos_weight (default: %(default)s)")
 
 
-def _scheduler(text: str) -> str:
-    from kit.scheduler import check_scheduler
-    try:
-        return check_scheduler(text)
-    except KitError as error:
-        raise argparse.ArgumentTypeError(str(error))
-
-
-def add_scheduler_argument(sub: argparse.ArgumentParser, default: str = "auto") -> None:
-    """``--scheduler``: where shard work and side-by-side heads run."""
-    sub.add_argument("--scheduler", default=default, type=_scheduler,
-                     help="auto (the fastest local executor: a process pool), local (a Dask "
-                          "LocalCluster), processes (a plain process pool), inline, or "
-                          "tcp://host:port (an existing Dask cluster); default %(default)s")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `kit` and its commands."""
     from kit.train.config import DEFAULT_SEARCH_SPACE, SEARCHABLE
@@ -199,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="label CSV inside the folder (default: detected)")
     sub.add_argument("--posters", type=path_text,
                      help="poster folder (default: posters/ or Images/)")
-    sub.add_argument("--size", type=_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
+    sub.add_argument("--size", type=poster_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
     sub.add_argument("--shard-size", type=whole(1, 100_000), default=256,
                      help="posters per shard (256)")
     sub.add_argument("--max-pixels", type=whole(64, 10**10), default=60_000_000,
@@ -293,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=SEED, default=0)
     add_balance_arguments(sub)
     add_threshold_command(command)
-    add_hosted_commands(command, add_scheduler_argument)
+    add_hosted_commands(command)
     return parser
 
 

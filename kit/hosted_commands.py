@@ -2,7 +2,7 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from kit.arguments import WORKERS, path_text, usable_name, whole
+from kit.arguments import WORKERS, add_scheduler_argument, path_text, usable_name, whole
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -58,7 +58,7 @@ def cmd_final(args) -> dict:
                         args.token, args.competition)
 
 
-def add_commands(command, add_scheduler_argument) -> None:
+def add_commands(command) -> None:
     """Register these commands on the `kit` parser."""
     sub = command("export", cmd_export, "write the participant bundle of a competition "
                                         "(public files and posters, no test label)")
