@@ -73,6 +73,17 @@ def test_participant_and_organiser_in_a_real_browser(browser, hosted, organiser,
     page.wait_for_url("**/me")
     assert page.locator("tr.final").count() == 1
     shot("me-final")
+    # An invalid file with a long name and a long list of problems: both wrap inside the page.
+    header, *rows = csv.read_text().splitlines()
+    bad = tmp_path / ("a" * 150 + ".csv")
+    bad.write_text("\n".join([header] + [row.split(",")[0] + ",True" * header.count(",")
+                                         for row in rows]) + "\n")
+    page.set_input_files("#file", str(bad))
+    page.click("form.upload button")
+    page.locator("#result.invalid").wait_for()
+    shot("me-invalid")
+    assert "non-numeric values: row 1 column" in page.inner_text("table.mine .problems")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1200
     page.click("header button.link")        # log out
     page.wait_for_url(hosted.url + "/")
     page.goto(f"{hosted.url}/me")
