@@ -126,7 +126,7 @@ def _summary(entry: dict, show_private: bool) -> dict:
 
 def _figures(entries: list[dict], key: AnswerKey, out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
-    names = [e["name"] for e in entries]
+    names = [plots.short_label(e["name"]) for e in entries]
     public = [e["result"]["public"] for e in entries]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
     y = np.arange(len(names))
@@ -144,7 +144,8 @@ def _figures(entries: list[dict], key: AnswerKey, out: Path) -> dict[str, Path]:
     heat = np.array([[g["f1"] for g in p["per_genre"]] for p in public])
     figure, axis = plt.subplots(figsize=(0.45 * len(key.genres) + 3, 0.4 * len(names) + 2))
     image = axis.imshow(heat, aspect="auto", vmin=0, vmax=1, cmap="viridis")
-    axis.set_xticks(range(len(key.genres)), key.genres, rotation=60, ha="right")
+    axis.set_xticks(range(len(key.genres)), [plots.short_label(g) for g in key.genres],
+                    rotation=60, ha="right")
     axis.set_yticks(range(len(names)), names)
     figure.colorbar(image, label="F1")
     axis.set_title("per-genre F1 (public)")
@@ -248,7 +249,7 @@ def _html(board: dict, figures: dict[str, Path]) -> str:
             f"<title>{escape(board['title'])}: {escape(board['competition'])}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            ".name{text-align:left}img{max-width:100%}</style></head><body>"
+            ".name{text-align:left;overflow-wrap:anywhere}img{max-width:100%}</style></head><body>"
             f"<h1>{escape(board['title'])}: {escape(board['competition'])}</h1>"
             + ("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(s)}</li>" for s in
                                                 board["verdict"]) + "</ul>"

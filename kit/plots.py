@@ -14,6 +14,18 @@ import numpy as np  # noqa: E402
 from kit.files import atomic_path  # noqa: E402
 
 
+LABEL_CHARACTERS = 40       # a 150-character file name as an axis label squeezed its plot away
+
+
+def short_label(text: str, limit: int = LABEL_CHARACTERS) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters, keeping both ends (a file
+    name's start and its suffix tell names apart)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
 def save(figure, path: str | Path) -> Path:
     """Write ``figure`` as a PNG atomically and close it."""
     path = Path(path)
@@ -33,7 +45,8 @@ def label_distribution(counts: dict[str, dict[str, int]], title: str, path: str 
     x = np.arange(len(genres))
     for i, name in enumerate(series):
         axis.bar(x + i * width, [counts[name].get(g, 0) for g in genres], width, label=name)
-    axis.set_xticks(x + width * (len(series) - 1) / 2, genres, rotation=60, ha="right")
+    axis.set_xticks(x + width * (len(series) - 1) / 2, [short_label(g) for g in genres],
+                    rotation=60, ha="right")
     axis.set_ylabel("films")
     axis.set_title(title)
     if len(series) > 1:
@@ -102,7 +115,7 @@ def genre_scores(genres: list[str], f1: np.ndarray, prevalence: np.ndarray, supp
     axis.barh(y, np.asarray(f1)[order], color="tab:blue", label="F1 at the run's thresholds")
     axis.scatter(np.asarray(prevalence)[order], y, marker="|", s=180, color="black",
                  label="a random guess at the genre's prevalence")
-    axis.set_yticks(y, [f"{genres[j]} ({support[j]})" for j in order])
+    axis.set_yticks(y, [f"{short_label(genres[j])} ({support[j]})" for j in order])
     axis.invert_yaxis()
     axis.set_xlim(0, 1)
     axis.set_xlabel("F1")

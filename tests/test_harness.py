@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from sklearn.metrics import f1_score
 
 from eval.answers import load_answers
@@ -192,6 +193,8 @@ def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_
     answers_as_submission(key, folder / "perfect.csv")
     (folder / "prior.csv").write_bytes((competition.public / "sample_submission.csv").read_bytes())
     (folder / "<img src=x onerror=alert(1)>.csv").write_text("id,Drama\n1,0.5\n")
+    long_name = "c" * 150 + ".csv"
+    (folder / long_name).write_bytes((folder / "prior.csv").read_bytes())
     board = build_leaderboard(submissions_in(folder), key, tmp_path / "board", resamples=20)
     assert board["entries"][0]["name"] == "perfect.csv"
     assert [bad["name"] for bad in board["invalid"]] == ["<img src=x onerror=alert(1)>.csv"]
@@ -200,8 +203,20 @@ def test_leaderboard_ranks_lists_invalid_and_escapes_html(key, competition, tmp_
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
     assert page.count("data:image/png;base64,") == 3
-    assert "<td class=name>perfect.csv</td>" in page and ".name{text-align:left}" in page
+    assert "<td class=name>perfect.csv</td>" in page and ".name{text-align:left;" in page
     assert "perfect.csv" in (tmp_path / "board" / "leaderboard.md").read_text()
+    # The table keeps a long name whole (wrapping anywhere); the figures' axes shorten it, so
+    # the plot is not squeezed beside a label twice its width.
+    assert f"<td class=name>{long_name}</td>" in page and "overflow-wrap:anywhere" in page
+    with Image.open(tmp_path / "board" / "metrics.png") as figure:
+        assert figure.width < 1400, figure.size
+
+
+def test_long_labels_are_cut_in_the_middle_keeping_both_ends():
+    from kit.plots import short_label
+    assert short_label("perfect.csv") == "perfect.csv"
+    cut = short_label("c" * 150 + "-final.csv")
+    assert len(cut) == 40 and cut.startswith("c" * 19 + "…") and cut.endswith("-final.csv")
 
 
 def test_leaderboard_shows_private_scores_only_when_asked_or_closed(key, competition, tmp_path):
