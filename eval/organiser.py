@@ -44,8 +44,10 @@ def cmd_rules(args) -> dict:
         "final_limit": args.final, "deadline": args.deadline, "metric": args.metric,
         "max_upload_mb": args.max_upload_mb})
     write_rules(competition.rules_path, rules)
-    console.print(table(f"rules of {competition.name}", ["rule", "value"],
-                        ((k, "none" if v is None else v) for k, v in rules.as_dict().items())))
+    if not args.json:           # --json: the rules on stdout, nothing else
+        console.print(table(f"rules of {competition.name}", ["rule", "value"],
+                            ((k, "none" if v is None else v)
+                             for k, v in rules.as_dict().items())))
     return {"competition": competition.name, **rules.as_dict()}
 
 
@@ -59,6 +61,8 @@ def cmd_participants(args) -> dict:
             if not args.name:
                 raise KitError("participants add needs a NAME")
             added = tokens.add_participant(db, args.name, args.team, args.baseline)
+            if args.json:
+                return added
             console.print(f"participant {added['participant']} in team {added['team']}; their "
                           "token (shown once, give it to them privately):")
             console.print(added["token"], soft_wrap=True, markup=False)
@@ -68,6 +72,8 @@ def cmd_participants(args) -> dict:
                 raise KitError("participants revoke needs a NAME")
             return tokens.revoke_participant(db, args.name)
         rows = tokens.list_participants(db)
+        if args.json:
+            return {"participants": rows}
         console.print(table(f"participants of {competition.name}",
                             ["participant", "team", "baseline", "revoked", "submissions"],
                             ([r["participant"], r["team"], r["baseline"], r["revoked"],

@@ -2,6 +2,7 @@
 value ends in a result or one clear message (exit code 0 or 2), never a traceback."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -72,6 +73,17 @@ def test_an_empty_path_is_refused_where_it_is_parsed(workdir):
         done = run(*argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert "an empty path" in done.stderr and "Traceback" not in done.stderr, argv
+
+
+def test_json_output_is_the_json_alone(workdir, tmp_path):
+    """`rules --json` and `participants ... --json` printed their tables to stderr as well."""
+    db = f"sqlite:///{tmp_path / 'grading.db'}"
+    for argv in (("rules",), ("participants", "add", "ann", "--db", db),
+                 ("participants", "list", "--db", db)):
+        done = run("eval", *argv, "--workdir", str(workdir), "--json")
+        assert done.returncode == 0, done.stderr
+        assert isinstance(json.loads(done.stdout), dict)
+        assert "┃" not in done.stderr and "token" not in done.stderr, (argv, done.stderr)
 
 
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
