@@ -149,7 +149,8 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
     """Extract a bundle into ``destination/<top folder>``, refusing any member that could escape
     it; the top folder's name and the SHA-256 of every file written."""
     if not path.is_file():
-        raise KitError(f"bundle {path} does not exist")
+        raise KitError(f"bundle {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                       "give the .tar.gz or .zip file the organiser published")
     tops, hashes = set(), {}
     try:
         entries = _zip_entries(path) if path.name.endswith(".zip") else _tar_entries(path)
@@ -172,7 +173,10 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
             target.parent.mkdir(parents=True, exist_ok=True)
             hashes[str(PurePosixPath(*pure.parts[1:]))] = _copy_hashed(open_member(), target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise KitError(f"bundle {path} is not a readable archive: {error}") from None
+        # tarfile lists each compression it tried, one line each: one sentence says the same.
+        reason = ("neither a tar archive (plain, gzip, bzip2 or xz) nor a zip file"
+                  if "could not be opened successfully" in str(error) else str(error))
+        raise KitError(f"bundle {path} is not a readable archive: {reason}") from None
     if not tops:
         raise KitError(f"bundle {path} is empty")
     return tops.pop(), hashes

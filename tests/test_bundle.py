@@ -124,6 +124,14 @@ def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_p
     code, _, err = run_cli(capsys, "join", str(tmp_path / "nope.tar.gz"), "--workdir",
                            str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err
+    (tmp_path / "text.tar.gz").write_text("not an archive\n")
+    (tmp_path / "folder.tar.gz").mkdir()
+    for name, message in (("text.tar.gz", "neither a tar archive (plain, gzip, bzip2 or xz) "
+                                          "nor a zip file"), ("folder.tar.gz", "is a folder")):
+        code, _, err = run_cli(capsys, "join", str(tmp_path / name), "--workdir",
+                               str(tmp_path / "x"))
+        assert code == 2 and message in " ".join(err.split()), err
+        assert "method gz" not in err         # tarfile's attempts, one line each
 
 
 class Zeros(io.RawIOBase):
