@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kit.errors import KitError
 from kit.labels import encode, genre_list
@@ -75,7 +74,7 @@ def load_answers(path: str | Path) -> AnswerKey:
     folder = path.parent.parent
     try:
         frame = read_table(path)
-    except (OSError, pd.errors.ParserError) as error:
+    except OSError as error:
         raise KitError(f"cannot read the answer key {path}: {error}") from None
     if list(frame.columns) != ["id", "genres", "usage"]:
         raise KitError(f"answer key {path} must have columns id,genres,usage")

@@ -125,11 +125,21 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
                numbers: tuple[str, ...] = ()):
     """A CSV as written: every cell a string (ids such as ``NA``, ``null`` or ``0012`` stay as
     they are), except the integer columns named in ``numbers``. The one way the kit reads its
-    id tables."""
+    id tables. A file that is not such a CSV (empty, not UTF-8, malformed, a column missing or
+    not whole numbers) is one KitError naming the file."""
     import pandas as pd
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
-    for column in numbers:
-        frame[column] = frame[column].astype("int64")
+
+    from kit.errors import KitError
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
+        for column in numbers:
+            frame[column] = frame[column].astype("int64")
+    except UnicodeDecodeError:
+        raise KitError(f"cannot read {path}: it is not UTF-8 text") from None
+    except pd.errors.EmptyDataError:
+        raise KitError(f"cannot read {path}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError, KeyError) as error:
+        raise KitError(f"cannot read {path}: {error}") from None
     return frame
 
 

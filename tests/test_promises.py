@@ -49,6 +49,18 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
         assert "Traceback" not in done.stderr and "error" in done.stderr
 
 
+def test_an_answer_key_that_is_no_csv_is_one_clear_message(workdir, competition, tmp_path):
+    """An empty or UTF-16 --answers file ended in pandas' traceback."""
+    sample = str(competition.public / "sample_submission.csv")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "utf16.csv").write_text("id,genres,usage\n1,Drama,public\n", encoding="utf-16")
+    for name, message in (("empty.csv", "the file is empty"), ("utf16.csv", "not UTF-8 text")):
+        done = run("eval", "score", sample, "--workdir", str(workdir), "--answers",
+                   str(tmp_path / name))
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_an_empty_or_unusable_name_is_refused_where_it_is_parsed(workdir):
     """`--name ''` once fell back to the default name and trained or wrote under it."""
     cases = [("kit", "train", "--name", ""), ("kit", "predict", "--run", "lenet", "--name", ""),
