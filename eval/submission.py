@@ -111,6 +111,10 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
         columns = f"{len(header)} column{'s' if len(header) != 1 else ''}"
         raise SubmissionError([f"no 'id' column among the header's {columns}: "
                                f"{_listing(header)}"])
+    unnamed = [str(position) for position, name in enumerate(header, 1) if not name]
+    if unnamed:
+        raise SubmissionError(["columns without a name (a comma at the end of the header?): "
+                               f"column {_listing(unnamed)}"])
     duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise SubmissionError([f"duplicated columns: {_listing(duplicated)}"])
@@ -118,12 +122,8 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     others = [name for name in header if name != id_column]
     label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS
     if not label_format:
-        unnamed = [str(position) for position, name in enumerate(header, 1) if not name]
-        unknown = [name for name in others if name and name not in genres]
+        unknown = [name for name in others if name not in genres]
         missing = [g for g in genres if g not in others]
-        if unnamed:
-            problems.append(f"columns without a name (a comma at the end of the header?): "
-                            f"column {_listing(unnamed)}")
         if unknown:
             problems.append(f"unknown genre columns: {_listing(unknown)}")
         if missing:

@@ -173,10 +173,7 @@ def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
             target.parent.mkdir(parents=True, exist_ok=True)
             hashes[str(PurePosixPath(*pure.parts[1:]))] = _copy_hashed(open_member(), target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error) as error:
-        # tarfile lists each compression it tried, one line each: one sentence says the same.
-        reason = ("neither a tar archive (plain, gzip, bzip2 or xz) nor a zip file"
-                  if "could not be opened successfully" in str(error) else str(error))
-        raise KitError(f"bundle {path} is not a readable archive: {reason}") from None
+        raise KitError(f"bundle {path} is not a readable archive: {error}") from None
     if not tops:
         raise KitError(f"bundle {path} is empty")
     return tops.pop(), hashes
@@ -194,7 +191,12 @@ def _copy_hashed(source, target: Path) -> str:
 
 
 def _tar_entries(path: Path):
-    with tarfile.open(path, "r:*") as tar:
+    try:
+        tar = tarfile.open(path, "r:*")
+    except tarfile.ReadError:   # its message lists every compression it tried, a line each
+        raise KitError(f"bundle {path} is not a readable archive: neither a tar archive "
+                       "(plain, gzip, bzip2 or xz) nor a zip file") from None
+    with tar:
         for member in tar:
             kind = ("file" if member.isfile() else "dir" if member.isdir() else
                     "link" if member.issym() or member.islnk() else "special file")

@@ -80,6 +80,8 @@ def test_decisions_are_recognised(tmp_path):
     (b"\r\x01", "no 'id' column"),
     (VALID.replace("\n", ",\n"), "columns without a name (a comma at the end of the header?): "
                                  "column 5 (1 in all)"),
+    (VALID.replace("\n", ",,\n"), "columns without a name (a comma at the end of the header?): "
+                                  "column 5, 6 (2 in all)"),
     ("id,Drama,Comedy,Science Fiction\ntt01,True,0,0\ntt02,True,1,1\n1000003,False,0,0\n",
      "non-numeric values: row 1 column 'Drama', row 2 column 'Drama', row 3 column 'Drama'"),
 ])
