@@ -157,8 +157,11 @@ def request_problem(errors) -> dict:
     the values sent, which can be large)."""
     found = [{"loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
               "msg": e["msg"], "type": e["type"]} for e in errors]
-    where = [".".join(str(p) for p in e["loc"][1:]) or e["loc"][0] for e in found]
-    return {"detail": "; ".join(f"{place}: {e['msg']}" for place, e in zip(where, found)),
+    where = [e["loc"][0] if e["type"] == "json_invalid"      # loc ("body", character)
+             else ".".join(str(p) for p in e["loc"][1:]) or e["loc"][0] for e in found]
+    said = [f"not valid JSON ({e.get('ctx', {}).get('error', e['msg'])})"
+            if e["type"] == "json_invalid" else e["msg"] for e in errors]
+    return {"detail": "; ".join(f"{place}: {msg}" for place, msg in zip(where, said)),
             "errors": found}
 
 
