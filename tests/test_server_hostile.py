@@ -115,6 +115,26 @@ def test_web_forms_need_the_session_and_its_csrf_token(server, organiser, databa
         assert headers["x-content-type-options"] == "nosniff"
 
 
+def test_admin_rules_form_with_bad_fields_shows_the_page_with_the_reason(server, organiser):
+    client = httpx.Client(base_url=server.url, follow_redirects=False)
+    assert client.post("/login", data={"token": server.admin_token}).status_code == 303
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text).group(1)
+    rules_file = next(organiser.glob("competitions/*/split.json")).with_name("rules.json")
+    before = rules_file.read_text() if rules_file.exists() else None
+    fields = {"daily_limit": "5", "invalid_daily_limit": "20", "final_limit": "2",
+              "deadline": "", "metric": "f1_macro", "max_upload_mb": "50", "csrf": csrf}
+    for name, value, said in (("daily_limit", "", "rule daily_limit"),     # once JSON: 'Input
+                              ("final_limit", "two", "rule final_limit"),  # should be a valid
+                              ("max_upload_mb", "nan", "rule max_upload_mb"),  # integer'
+                              ("metric", "", "unknown ranking metric")):
+        answer = client.post("/admin/rules", data={**fields, name: value})
+        assert answer.status_code == 422, (name, answer.text[:200])
+        assert answer.headers["content-type"].startswith("text/html") and said in answer.text
+    assert (rules_file.read_text() if rules_file.exists() else None) == before
+    assert client.post("/admin/rules", data=fields).status_code == 303
+    assert rules_file.exists()
+
+
 def test_failed_logins_are_rate_limited_per_address(server, organiser, database_url):
     token = add(organiser, database_url, "victor")
     codes = [httpx.post(f"{server.url}/login", data={"token": f"guess-{i}"}).status_code

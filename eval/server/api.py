@@ -22,7 +22,8 @@ from eval.server.schemas import (AllSubmissions, CompetitionStatus, FinalChoice,
 from eval.server.state import DiskFull, ServerState, store_upload
 from eval.server.submissions import (LimitReached, SelectionRefused, full_view, public_view,
                                      record, remaining, reserve, select_final, team_submissions)
-from eval.server.tokens import add_participant, list_participants, revoke_participant
+from eval.server.tokens import (ParticipantExists, add_participant, list_participants,
+                               revoke_participant)
 from kit.errors import KitError
 
 router = APIRouter(prefix="/api", responses=answers(413, 503))   # every body; the database
@@ -237,8 +238,10 @@ def new_participant(body: NewParticipant, server: ServerState = Depends(state)) 
     """Add a participant (and their team); the answer holds their token, shown once (admin)."""
     try:
         return add_participant(server.db, body.name, body.team, body.baseline)
+    except ParticipantExists as error:
+        raise HTTPException(409, str(error)) from None
     except KitError as error:
-        raise HTTPException(409 if "exists" in str(error) else 422, str(error)) from None
+        raise HTTPException(422, str(error)) from None
 
 
 @admin_router.post("/participants/{name}/revoke", response_model=Revoked,

@@ -54,6 +54,10 @@ def _naive_now():
     return utc_now().replace(tzinfo=None)
 
 
+class ParticipantExists(KitError):
+    """The name is already a participant's."""
+
+
 def add_participant(db: Database, name: str, team: str | None = None,
                     baseline: bool = False) -> dict:
     """Register ``name`` in ``team`` (default: a team of their own); the token is shown once."""
@@ -69,7 +73,7 @@ def add_participant(db: Database, name: str, team: str | None = None,
             session.add(Participant(name=name, team_id=found.id, token_hash=token_hash(token),
                                     created_at=_naive_now()))
     except IntegrityError:
-        raise KitError(f"participant {name!r} already exists") from None
+        raise ParticipantExists(f"participant {name!r} already exists") from None
     return {"participant": name, "team": team, "baseline": baseline, "token": token}
 
 

@@ -236,18 +236,28 @@ def admin_revoke(request: Request, name: str, csrf: str = Form(""),
     return RedirectResponse("/admin", status_code=303)
 
 
+def form_number(text: str, kind: type) -> int | float | str:
+    """A form field as ``kind`` when it reads as one, else the text itself, for Rules to refuse
+    with the rule's name (a browser sends whatever the field holds, an empty field included)."""
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return text
+
+
 @router.post("/admin/rules")
-def admin_rules(request: Request, daily_limit: int = Form(...),
-                invalid_daily_limit: int = Form(...), final_limit: int = Form(...),
-                deadline: str = Form(""), metric: str = Form(...),
-                max_upload_mb: float = Form(...), csrf: str = Form(""),
+def admin_rules(request: Request, daily_limit: str = Form(""), invalid_daily_limit: str = Form(""),
+                final_limit: str = Form(""), deadline: str = Form(""), metric: str = Form(""),
+                max_upload_mb: str = Form(""), csrf: str = Form(""),
                 server: ServerState = Depends(state)):
     """Save the rules from the admin page; invalid ones are refused with the reason."""
     admin_session(request, csrf)
     try:
-        rules = Rules(daily_limit=daily_limit, invalid_daily_limit=invalid_daily_limit,
-                      final_limit=final_limit, deadline=deadline.strip() or None, metric=metric,
-                      max_upload_mb=max_upload_mb)
+        rules = Rules(daily_limit=form_number(daily_limit, int),
+                      invalid_daily_limit=form_number(invalid_daily_limit, int),
+                      final_limit=form_number(final_limit, int),
+                      deadline=deadline.strip() or None, metric=metric,
+                      max_upload_mb=form_number(max_upload_mb, float))
     except KitError as error:
         return admin_page(request, server, 422, error=str(error))
     write_rules(server.competition.rules_path, rules)
