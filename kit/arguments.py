@@ -55,6 +55,30 @@ def usable_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def check_server_url(text: str, what: str = "--server") -> str:
+    """A grading server's address (``http[s]://host[:port]``, no trailing ``/``); KitError
+    naming ``what`` gave it (the option, or the bundle) when it is none."""
+    from urllib.parse import urlsplit
+    if not text.startswith(("http://", "https://")):
+        raise KitError(f"{what} must start with http:// or https://, got {text!r}")
+    try:
+        parts = urlsplit(text)
+        host, _ = parts.hostname, parts.port        # .port raises on one that is no number
+    except ValueError as error:
+        raise KitError(f"{what} {text!r} is not a URL: {error}") from None
+    if not host:
+        raise KitError(f"{what} {text!r} names no host")
+    return text.rstrip("/")
+
+
+def server_url(text: str) -> str:
+    """An argparse type: a grading server's address (``check_server_url``)."""
+    try:
+        return check_server_url(text, "the address")
+    except KitError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> None:
     """``--workdir`` on the program and on each of its commands, so it may come before or after
     the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has

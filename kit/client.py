@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+from kit.arguments import check_server_url
 from kit.competition import Competition
 from kit.errors import KitError
 from kit.workdir import Workdir
@@ -51,10 +52,10 @@ def find_server(given: str | None, competition: Competition) -> str:
     server = given or competition.info().get("server")
     if not server:
         raise ClientError("no server: pass --server URL (the bundle names none)", UNREACHABLE)
-    if not server.startswith(("http://", "https://")):
-        raise ClientError(f"--server must start with http:// or https://, got {server!r}",
-                          UNREACHABLE)
-    return server.rstrip("/")
+    try:
+        return check_server_url(server, "--server" if given else "the bundle's server URL")
+    except KitError as error:
+        raise ClientError(str(error), UNREACHABLE) from None
 
 
 def _request(method: str, url: str, token: str, **options):
@@ -75,9 +76,11 @@ def _not_the_grading_server(response) -> ClientError:
                        "server: is --server this competition's address?", UNREACHABLE)
 
 
-def _answer(response, expected: int, fields: tuple[str, ...] = ()) -> dict:
+def _answer(response, expected: int, fields: tuple[str, ...] = (),
+            names_a_submission: bool = False) -> dict:
     """The JSON body of a ``expected`` answer holding ``fields``; otherwise the ClientError
-    that says why: a refusal, with its exit code, or a server that is not the grading server."""
+    that says why: a refusal, with its exit code, or a server that is not the grading server
+    (a 404 where the request ``names_a_submission`` not, as no such request can be missing)."""
     try:
         body = response.json()
     except ValueError:
@@ -96,6 +99,8 @@ def _answer(response, expected: int, fields: tuple[str, ...] = ()) -> dict:
     if code in (403, 409, 429):
         raise ClientError(f"refused by the rules: {detail}", RULES)
     if code == 404:
+        if not names_a_submission:
+            raise _not_the_grading_server(response)
         raise ClientError(detail, INVALID)
     if code in (413, 422):
         raise ClientError(f"invalid submission: {detail}", INVALID, body.get("problems"))
@@ -145,5 +150,5 @@ def select_final(workdir: Workdir, submission_id: int, final: bool, server: str 
     url, token = find_server(server, found), find_token(token)
     response = _request("PUT", f"{url}/api/submissions/{submission_id}/final", token,
                         json={"final": final})
-    body = _answer(response, 200, ("id", "final", "score"))
+    body = _answer(response, 200, ("id", "final", "score"), names_a_submission=True)
     return {"id": body["id"], "final": body["final"], "score": body["score"]}

@@ -2,7 +2,8 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from kit.arguments import WORKERS, add_scheduler_argument, path_text, usable_name, whole
+from kit.arguments import (WORKERS, add_scheduler_argument, path_text, server_url, usable_name,
+                           whole)
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -66,7 +67,8 @@ def add_commands(command) -> None:
                      help="competition name (default: the current one, see `kit use`)")
     sub.add_argument("--out", type=path_text, help="bundle file, .tar.gz or .zip "
                                    "(default: WORKDIR/bundles/<competition>.tar.gz)")
-    sub.add_argument("--server", help="the grading server's URL, written into the bundle")
+    sub.add_argument("--server", type=server_url,
+                     help="the grading server's URL, written into the bundle")
 
     sub = command("join", cmd_join, "join a competition from its participant bundle")
     sub.add_argument("bundle", type=path_text, help="the .tar.gz or .zip the organiser published")
@@ -77,7 +79,8 @@ def add_commands(command) -> None:
     def client_options(sub):
         sub.add_argument("--competition", type=usable_name,
                          help="competition name (default: the current one, see `kit use`)")
-        sub.add_argument("--server", help="grading server URL (default: the bundle's)")
+        sub.add_argument("--server", type=server_url,
+                         help="grading server URL (default: the bundle's)")
         sub.add_argument("--token", help="your token (default: $KIT_TOKEN, then "
                                          "~/.config/poster-genre-kit/token)")
 

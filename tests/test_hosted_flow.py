@@ -93,6 +93,17 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
         for command in (["submit", csv], ["submissions"], ["final", str(sent["id"])]):
             code, _, err = run_cli(capsys, *command, *work, "--server", other)
             assert code == 1 and "not as a poster-genre-kit grading server" in err, err
+    for command in (["submit", csv], ["submissions"]):   # the grading server, but under /api
+        code, _, err = run_cli(capsys, *command, *work, "--server", server.url + "/api")
+        assert code == 1 and "not as a poster-genre-kit grading server" in err, err
+    code, _, err = run_cli(capsys, "final", str(sent["id"]), *work, "--server",
+                           server.url + "/api")                     # once 'error: Not Found'
+    assert code == 2 and "no page or API endpoint at /api/api/submissions/" in err, err
+    for address in ("http://[::1", "http://:80", "http://host:port", "localhost:8000", ""):
+        with pytest.raises(SystemExit) as refused:                          # [::1: a traceback
+            run_cli(capsys, "submit", csv, *work, "--server", address)
+        assert refused.value.code == 2
+        assert "argument --server: the address" in capsys.readouterr().err
     assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
 
     assert eval_main(["--workdir", str(organiser), "close"]) == 0

@@ -143,6 +143,9 @@ def create_app(competition: Competition, db_url: str, workers: int = 2, queue: i
                 route.matches({**request.scope, "method": method})[0] == Match.FULL
                 for route in app.router.routes)]
             error.headers = {**(error.headers or {}), "Allow": ", ".join(methods)}
+        if error.status_code == 404 and not any(route.matches(request.scope)[0] != Match.NONE
+                                                for route in app.router.routes):
+            error.detail = f"no page or API endpoint at {request.url.path} on this server"
         return await http_exception_handler(request, error)
 
     @app.exception_handler(RequestValidationError)
