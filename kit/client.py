@@ -5,6 +5,7 @@ authorised, 1 server unreachable or failing."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -34,17 +35,30 @@ def token_file() -> Path:
 def find_token(given: str | None) -> str:
     """--token, else KIT_TOKEN, else the token file (refused when others can read it)."""
     if given:
-        return given.strip()
+        return _usable_token(given, "--token")
     if os.environ.get("KIT_TOKEN"):
-        return os.environ["KIT_TOKEN"].strip()
+        return _usable_token(os.environ["KIT_TOKEN"], "KIT_TOKEN")
     path = token_file()
     if path.is_file():
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ClientError(f"the token file {path} can be read by others; run "
                               f"`chmod 600 {path}` first", UNAUTHORISED)
-        return path.read_text(encoding="utf-8").strip()
+        try:
+            return _usable_token(path.read_text(encoding="utf-8"), f"the token file {path}")
+        except UnicodeDecodeError:
+            raise ClientError(f"the token file {path} is not text", UNAUTHORISED) from None
     raise ClientError(f"no token: pass --token, set KIT_TOKEN, or save it in {path} (mode 600)",
                       UNAUTHORISED)
+
+
+def _usable_token(text: str, source: str) -> str:
+    """The token without surrounding blanks; ClientError when it cannot be one (blank, or
+    holding spaces or characters an HTTP header cannot carry; tokens are printable ASCII)."""
+    token = text.strip()
+    if not re.fullmatch(r"[\x21-\x7e]+", token):
+        raise ClientError(f"{source} holds no usable token (tokens are letters, digits, '-' and "
+                          "'_', as the organiser gave them)", UNAUTHORISED)
+    return token
 
 
 def find_server(given: str | None, competition: Competition) -> str:

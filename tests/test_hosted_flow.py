@@ -116,7 +116,7 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
     assert not (participant / "competitions" / joined["competition"] / "private").exists()
 
 
-def test_token_file_readable_by_others_is_refused(organiser, tmp_path, capsys, monkeypatch):
+def test_unsafe_token_files_and_unusable_tokens_are_refused(organiser, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("KIT_TOKEN", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     token = tmp_path / "poster-genre-kit" / "token"
@@ -131,3 +131,15 @@ def test_token_file_readable_by_others_is_refused(organiser, tmp_path, capsys, m
     code, _, err = run_cli(capsys, "submit", str(sample), "--workdir", str(organiser),
                            "--server", "http://127.0.0.1:9")
     assert code == 1 and "cannot reach" in err
+    # Tokens no HTTP header can carry: once a UnicodeEncodeError traceback ('é') or "cannot
+    # reach the server ... Illegal header value" (a line break, a blank --token).
+    for source, value in (("--token", "sécret"), ("--token", "two\nlines"), ("--token", " "),
+                          ("KIT_TOKEN", "a b"), ("the token file", "\u00e9t\u00e9\n")):
+        options = ["--token", value] if source == "--token" else []
+        if source == "KIT_TOKEN":
+            monkeypatch.setenv("KIT_TOKEN", value)
+        token.write_text(value)
+        code, _, err = run_cli(capsys, "submit", str(sample), "--workdir", str(organiser),
+                               "--server", "http://127.0.0.1:9", *options)
+        assert code == 4 and f"{source}" in err and "no usable token" in err, (source, err)
+        monkeypatch.delenv("KIT_TOKEN", raising=False)
