@@ -19,6 +19,8 @@ RANKING_METRICS = ("f1_macro", "f1_micro", "f1_samples", "f1_weighted", "accurac
                    "subset_accuracy")
 
 
+MAX_MESSAGE = 1000      # characters of the note a team sends beside a submission
+
 # Each rule's `python -m eval rules` option, named beside the rule's own name in messages.
 OPTIONS = {"daily_limit": "--daily-limit", "invalid_daily_limit": "--invalid-limit",
            "final_limit": "--final", "max_upload_mb": "--max-upload-mb"}

@@ -79,6 +79,15 @@ def server_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def message_text(text: str) -> str:
+    """An argparse type: the note sent beside a submission, no longer than the server takes."""
+    from eval.rules import MAX_MESSAGE
+    if len(text) > MAX_MESSAGE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_MESSAGE:,} characters, got "
+                                         f"{len(text):,}")
+    return text
+
+
 def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> None:
     """``--workdir`` on the program and on each of its commands, so it may come before or after
     the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has

@@ -2,8 +2,8 @@
 `kit submissions`, `kit final` (participant)."""
 from __future__ import annotations
 
-from kit.arguments import (WORKERS, add_scheduler_argument, path_text, server_url, usable_name,
-                           whole)
+from kit.arguments import (WORKERS, add_scheduler_argument, message_text, path_text, server_url,
+                           usable_name, whole)
 from kit.console import console, table
 from kit.workdir import Workdir
 
@@ -87,7 +87,8 @@ def add_commands(command) -> None:
     sub = command("submit", cmd_submit, "check a submission locally, then send it to the "
                                         "grading server")
     sub.add_argument("submission", type=path_text, help="submission CSV")
-    sub.add_argument("--message", "-m", default="", help="a note shown beside it")
+    sub.add_argument("--message", "-m", default="", type=message_text,
+                     help="a note shown beside it (at most 1,000 characters)")
     sub.add_argument("--check", action="store_true",
                      help="only validate the file locally; send nothing")
     client_options(sub)

@@ -104,6 +104,9 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
             run_cli(capsys, "submit", csv, *work, "--server", address)
         assert refused.value.code == 2
         assert "argument --server: the address" in capsys.readouterr().err
+    with pytest.raises(SystemExit):          # once sent, then "invalid submission: the message"
+        run_cli(capsys, "submit", csv, *work, "--message", "x" * 1001)
+    assert "at most 1,000 characters, got 1,001" in capsys.readouterr().err
     assert run_cli(capsys, "submit", csv, *work, "--token", rival)[0] == 0
 
     assert eval_main(["--workdir", str(organiser), "close"]) == 0

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from eval.rules import iso_utc, next_reset, utc_now
+from eval.rules import MAX_MESSAGE, iso_utc, next_reset, utc_now
 from eval.server import board
 from eval.server.database import Submission, Team
 from eval.server.deps import Caller, SubmissionId, admin, participant, state
@@ -28,7 +28,6 @@ from kit.errors import KitError
 
 router = APIRouter(prefix="/api", responses=answers(413, 503))   # every body; the database
 TOKEN_ERRORS = (400, 401)                # a token in the query string; a missing or bad one
-MAX_MESSAGE = 1000
 
 
 def clean_filename(name: str | None) -> str:
