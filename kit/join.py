@@ -24,6 +24,7 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
     bundles = workdir.root / "bundles"
     staging = bundles / f".joining-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    made = [path for path in (bundles, workdir.root) if not path.exists()]
     try:
         name, hashes = extract_bundle(Path(bundle), staging)
         check_manifest(staging / name, hashes)
@@ -40,6 +41,9 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
             os.replace(staging / name, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for path in made:                   # a refused bundle leaves no empty folder behind
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
     info = read_json(folder / "public" / "competition.json")
     ids = set(read_table(folder / "public" / "test.csv", ["id"])["id"])

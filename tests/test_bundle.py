@@ -119,6 +119,7 @@ def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_p
         target = rewrite(data["bundle"], tmp_path / f"{case}.tar.gz", change)
         code, _, err = run_cli(capsys, "join", str(target), "--workdir", str(tmp_path / case))
         assert code == 2 and message in " ".join(err.split()), (case, err)
+        assert not (tmp_path / case).exists(), case     # once an empty work/bundles/ stayed
         assert not (tmp_path / "outside.txt").exists() and not (tmp_path.parent /
                                                                  "outside.txt").exists()
     code, _, err = run_cli(capsys, "join", str(tmp_path / "nope.tar.gz"), "--workdir",
@@ -132,6 +133,7 @@ def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_p
                                str(tmp_path / "x"))
         assert code == 2 and message in " ".join(err.split()), err
         assert "method gz" not in err         # tarfile's attempts, one line each
+    assert not (tmp_path / "x").exists()
 
 
 class Zeros(io.RawIOBase):
