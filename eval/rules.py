@@ -81,7 +81,10 @@ def parse_deadline(text: str) -> datetime:
                        "2026-12-31T23:59:00Z") from None
     if moment.tzinfo is None:
         raise KitError(f"deadline {text!r} has no time zone; end it with Z for UTC")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:                       # 0001-01-01T00:00:00+14:00 is before year 1
+        raise KitError(f"deadline {text!r} is out of range in UTC") from None
 
 
 def utc_now() -> datetime:

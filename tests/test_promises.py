@@ -99,7 +99,8 @@ def test_json_output_is_the_json_alone(workdir, tmp_path):
 
 
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
-                          "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s"])
+                          "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s",
+                          "0001-01-01T00:00:00+14:00", "http://[::1"])
 COMMANDS = {
     ("kit", "synth"): ["--out", "--n", "--seed", "--workers"],
     ("kit", "split"): ["--sample", "--test", "--valid", "--public", "--min-support", "--seed"],
@@ -132,6 +133,14 @@ def test_any_argument_value_ends_in_a_result_or_one_clear_message(workdir, tmp_p
     done = run(*argv, cwd=scratch)        # relative values ("0", "x") land in the scratch folder
     assert done.returncode in (0, 2), (argv, done.stderr[-2000:])
     assert "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
+
+
+@pytest.mark.parametrize("deadline", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-01:00"])
+def test_a_deadline_beyond_the_calendar_in_utc_is_one_message(deadline):
+    from eval.rules import Rules            # once an OverflowError traceback
+    with pytest.raises(KitError, match="out of range in UTC"):
+        Rules(deadline=deadline)
+    assert Rules(deadline="2026-12-31T23:59:00-23:59").deadline == "2027-01-01T23:58:00Z"
 
 
 def test_the_current_competition_is_explicit(organiser, capsys):
