@@ -112,10 +112,11 @@ def read_rules(path: str | Path) -> Rules:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise KitError(f"cannot read the rules {path}: {error}") from None
-    known = {f.name for f in fields(Rules)}
-    if not isinstance(data, dict) or set(data) - known:
-        unknown = ", ".join(sorted(set(data) - known)) if isinstance(data, dict) else data
-        raise KitError(f"the rules {path} hold unknown fields: {unknown}")
+    if not isinstance(data, dict):
+        raise KitError(f"the rules {path} are not a JSON object of rule names and values")
+    unknown = sorted(set(data) - {f.name for f in fields(Rules)})
+    if unknown:
+        raise KitError(f"the rules {path} hold unknown fields: {', '.join(unknown)}")
     return Rules(**data)
 
 

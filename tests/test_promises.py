@@ -143,6 +143,17 @@ def test_a_deadline_beyond_the_calendar_in_utc_is_one_message(deadline):
     assert Rules(deadline="2026-12-31T23:59:00-23:59").deadline == "2027-01-01T23:58:00Z"
 
 
+def test_a_rules_file_that_is_no_object_or_holds_unknown_rules_is_one_message(tmp_path):
+    from eval.rules import read_rules
+    path = tmp_path / "rules.json"
+    for text, said in (("[1, 2, 3]", "are not a JSON object"),    # once 'unknown fields: [1, 2,'
+                       ('{"daily_limit": 3, "x": 1}', "hold unknown fields: x"),
+                       ("{", "cannot read the rules")):
+        path.write_text(text)
+        with pytest.raises(KitError, match=said):
+            read_rules(path)
+
+
 def test_the_current_competition_is_explicit(organiser, capsys):
     from tests.conftest import run_cli
     from kit.competition import Competition
