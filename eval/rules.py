@@ -112,11 +112,17 @@ def read_rules(path: str | Path) -> Rules:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise KitError(f"cannot read the rules {path}: {error}") from None
+    return rules_from(data, f"the rules {path}")
+
+
+def rules_from(data, where: str) -> Rules:
+    """Rules from JSON ``data`` (an object of rule names and values); KitError naming ``where``
+    the data came from when it is no such object or a rule is unknown or out of range."""
     if not isinstance(data, dict):
-        raise KitError(f"the rules {path} are not a JSON object of rule names and values")
+        raise KitError(f"{where} are not a JSON object of rule names and values")
     unknown = sorted(set(data) - {f.name for f in fields(Rules)})
     if unknown:
-        raise KitError(f"the rules {path} hold unknown fields: {', '.join(unknown)}")
+        raise KitError(f"{where} hold unknown fields: {', '.join(map(str, unknown))}")
     return Rules(**data)
 
 

@@ -122,24 +122,31 @@ def exclusive_lock(path: str | os.PathLike, holder: str) -> Iterator[None]:
 
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None,
-               numbers: tuple[str, ...] = ()):
+               numbers: tuple[str, ...] = (), shown: str | None = None):
     """A CSV as written: every cell a string (ids such as ``NA``, ``null`` or ``0012`` stay as
     they are), except the integer columns named in ``numbers``. The one way the kit reads its
     id tables. A file that is not such a CSV (empty, not UTF-8, malformed, a column missing or
-    not whole numbers) is one KitError naming the file."""
+    not whole numbers) is one KitError naming the file (as ``shown``, default its path)."""
     import pandas as pd
 
     from kit.errors import KitError
+    shown = shown or str(path)
     try:
+        if columns:
+            header = pd.read_csv(path, dtype=str, nrows=0).columns
+            missing = [column for column in columns if column not in header]
+            if missing:
+                raise KitError(f"{shown} has no column {', '.join(missing)} (its columns: "
+                               f"{', '.join(map(str, header[:10]))})")
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
         for column in numbers:
             frame[column] = frame[column].astype("int64")
     except UnicodeDecodeError:
-        raise KitError(f"cannot read {path}: it is not UTF-8 text") from None
+        raise KitError(f"cannot read {shown}: it is not UTF-8 text") from None
     except pd.errors.EmptyDataError:
-        raise KitError(f"cannot read {path}: the file is empty") from None
+        raise KitError(f"cannot read {shown}: the file is empty") from None
     except (pd.errors.ParserError, ValueError, KeyError) as error:
-        raise KitError(f"cannot read {path}: {error}") from None
+        raise KitError(f"cannot read {shown}: {error}") from None
     return frame
 
 

@@ -4,16 +4,20 @@ After joining, `kit train`, `predict`, `search`, `audit` and `compare` work as i
 work folder, but there is no answer key: scores come from the grading server (`kit submit`)."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from eval.rules import rules_from
+from kit.arguments import check_server_url
 from kit.bundle import MANIFEST, PUBLIC_FILES, check_manifest, extract_bundle
 from kit.competition import Competition
 from kit.errors import KitError
 from kit.files import read_json, read_table, write_json, write_text
+from kit.labels import genre_list
 from kit.store import build_store
 from kit.workdir import Workdir
 
@@ -25,9 +29,11 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
     staging = bundles / f".joining-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     made = [path for path in (bundles, workdir.root) if not path.exists()]
+    moved = False
     try:
         name, hashes = extract_bundle(Path(bundle), staging)
         check_manifest(staging / name, hashes)
+        info = checked_public(staging / name, name)
         folder = bundles / name
         competition = Competition(workdir.competitions / name)
         if competition.answers.exists():
@@ -39,31 +45,23 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
                                "another --workdir, or delete that folder first")
         else:
             os.replace(staging / name, folder)
+            moved = True
+        size = tuple(info["image_size"])
+        store_dir = workdir.store(name, size)
+        stored = store_posters(folder, store_dir, size, workers, scheduler)
+    except BaseException:
+        if moved:                           # joining again with a mended bundle must work
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         for path in made:                   # a refused bundle leaves no empty folder behind
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
 
-    info = read_json(folder / "public" / "competition.json")
-    ids = set(read_table(folder / "public" / "test.csv", ["id"])["id"])
-    ids |= set(read_table(folder / "public" / "train.csv", ["id"])["id"])
-    size = tuple(info["image_size"])
-    posters = sorted((folder / "posters").iterdir()) if (folder / "posters").is_dir() else []
-    films = pd.DataFrame({"id": [p.stem for p in posters],
-                          "poster": [f"posters/{p.name}" for p in posters]})
-    missing = sorted(ids - set(films["id"]))
-    if missing:
-        raise KitError(f"the bundle lacks the posters of {len(missing)} films, e.g. {missing[0]}")
-    store_dir = workdir.store(name, size)
-    stored = build_store(films, folder, store_dir, size, workers=workers, scheduler=scheduler)
-    if stored["failed"]:
-        reason, items = next(iter(stored["failed"].items()))
-        raise KitError(f"{sum(map(len, stored['failed'].values()))} posters of the bundle could "
-                       f"not be stored, e.g. {items[0]['id']} ({reason})")
     write_json(workdir.dataset(name) / "prepare.json",
                {"dataset": name, "source": str(folder.resolve()), "store": store_dir.name,
-                "joined_from": str(Path(bundle).resolve()), "stored": stored["stored"]})
+                "joined_from": str(Path(bundle).resolve()), "stored": stored})
     public = competition.public
     public.mkdir(parents=True, exist_ok=True)
     for file in PUBLIC_FILES[:-1]:
@@ -72,5 +70,80 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
                {**info, "dataset": name, "joined": True,
                 "store": os.path.relpath(store_dir.resolve(), public.resolve())})
     write_text(workdir.competitions / "CURRENT", name + "\n")
-    return {"competition": name, "posters": stored["stored"], "folder": str(folder),
+    return {"competition": name, "posters": stored, "folder": str(folder),
             "server": info.get("server"), "rules": info.get("rules")}
+
+
+def store_posters(folder: Path, store_dir: Path, size: tuple[int, int], workers: int | None,
+                  scheduler: str) -> int:
+    """Store the posters of every film of the joined bundle ``folder``; how many were stored."""
+    ids = set(read_table(folder / "public" / "test.csv", ["id"])["id"])
+    ids |= set(read_table(folder / "public" / "train.csv", ["id"])["id"])
+    posters = sorted((folder / "posters").iterdir()) if (folder / "posters").is_dir() else []
+    films = pd.DataFrame({"id": [p.stem for p in posters],
+                          "poster": [f"posters/{p.name}" for p in posters]})
+    missing = sorted(ids - set(films["id"]))
+    if missing:
+        raise KitError(f"the bundle lacks the posters of {len(missing)} films, e.g. {missing[0]}")
+    stored = build_store(films, folder, store_dir, size, workers=workers, scheduler=scheduler)
+    if stored["failed"]:
+        reason, items = next(iter(stored["failed"].items()))
+        raise KitError(f"{sum(map(len, stored['failed'].values()))} posters of the bundle could "
+                       f"not be stored, e.g. {items[0]['id']} ({reason})")
+    return stored["stored"]
+
+
+def checked_public(folder: Path, name: str) -> dict:
+    """The bundle's competition.json once its public files are what `kit export` writes;
+    KitError naming the first that is not (a bundle made by hand, or damaged on the way)."""
+    public = folder / "public"
+    missing = [file for file in PUBLIC_FILES if not (public / file).is_file()]
+    if missing:
+        raise KitError(f"the bundle lacks public/{missing[0]}")
+    info = _json_object(public / "competition.json")
+    if info.get("name") != name:
+        raise KitError(f"public/competition.json names the competition {info.get('name')!r}, "
+                       f"its folder {name!r}")
+    size = info.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(type(side) is int and 8 <= side <= 4096 for side in size)):
+        raise KitError("public/competition.json: image_size must be [height, width], whole "
+                       f"numbers from 8 to 4096, got {size!r}")
+    if info.get("server") is not None:
+        check_server_url(str(info["server"]), "the bundle's server URL")
+    try:
+        rules_from(info.get("rules") or {}, "its rules")
+    except KitError as error:
+        raise KitError(f"public/competition.json: {error}") from None
+    try:
+        genres = genre_list(public / "genres.txt")
+    except UnicodeDecodeError:
+        raise KitError("public/genres.txt is not UTF-8 text") from None
+    if not genres or len(set(genres)) < len(genres):
+        raise KitError("public/genres.txt must name each genre once, at least one")
+    train = read_table(public / "train.csv", ["id", "genres", "part"], shown="public/train.csv")
+    test = read_table(public / "test.csv", ["id"], shown="public/test.csv")
+    if test.empty or set(train["part"]) - {"train", "valid"}:
+        raise KitError("public/test.csv names no film, or public/train.csv has a part other "
+                       "than train and valid")
+    if set(train["id"]) & set(test["id"]):
+        raise KitError("public/train.csv and public/test.csv share films")
+    stats = _json_object(public / "normalization.json")
+    for key in ("mean", "std"):
+        values = stats.get(key)
+        if not (isinstance(values, list) and len(values) == 3 and all(
+                type(v) in (int, float) and math.isfinite(v) and (key == "mean" or v > 0)
+                for v in values)):
+            raise KitError(f"public/normalization.json: {key} must be 3 finite numbers"
+                           f"{' above 0' if key == 'std' else ''}, got {values!r}")
+    return info
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        data = read_json(path)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise KitError(f"public/{path.name} is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise KitError(f"public/{path.name} is not a JSON object")
+    return data

@@ -136,6 +136,63 @@ def test_join_refuses_changed_missing_and_escaping_members(bundle, capsys, tmp_p
     assert not (tmp_path / "x").exists()
 
 
+def resealed(source, target, edits: dict[str, bytes | None]):
+    """The bundle with the members under ``edits`` (paths inside its folder) replaced or
+    dropped, and its manifest written anew to match: damage no hash check can see."""
+    files = members(source)
+    top = next(iter(files)).split("/")[0]
+    for name, content in edits.items():
+        files.pop(f"{top}/{name}")
+        if content is not None:
+            files[f"{top}/{name}"] = content
+    files.pop(f"{top}/MANIFEST.sha256")
+    files[f"{top}/MANIFEST.sha256"] = "".join(
+        f"{hashlib.sha256(content).hexdigest()}  {name.split('/', 1)[1]}\n"
+        for name, content in sorted(files.items())).encode()
+    with tarfile.open(target, "w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return target
+
+
+def test_join_refuses_public_files_a_resealed_manifest_hides(bundle, capsys, tmp_path):
+    import json
+    _, data = bundle
+    files = members(data["bundle"])
+    top = next(iter(files)).split("/")[0]
+    info = json.loads(files[f"{top}/public/competition.json"])
+    poster = next(name for name in files if "/posters/" in name).split("/", 1)[1]
+
+    def competition(**changes):
+        return {"public/competition.json": json.dumps({**info, **changes}).encode()}
+
+    cases = {   # each was a traceback, a competition joined without genres, or a later crash
+        "list": ({"public/competition.json": b"[1, 2]"}, "is not a JSON object"),
+        "huge": (competition(image_size=[100000, 100000]), "image_size must be [height, width]"),
+        "url": (competition(server="http://[::1"), "the bundle's server URL"),
+        "rules": (competition(rules={"daily_limit": "x"}), "rule daily_limit"),
+        "name": (competition(name="../../evil"), "names the competition '../../evil'"),
+        "genres": ({"public/genres.txt": b""}, "must name each genre once"),
+        "columns": ({"public/train.csv": b"x,y\n1,2\n"}, "public/train.csv has no column id"),
+        "stats": ({"public/normalization.json": b'{"mean": [0, 0], "std": [1, 1, 0]}'},
+                  "mean must be 3 finite numbers"),
+        "sample": ({"public/sample_submission.csv": None},
+                   "lacks public/sample_submission.csv"),
+        "poster": ({poster: b"not an image"}, "could not be stored"),
+    }
+    work = tmp_path / "work"
+    for case, (edits, message) in cases.items():
+        broken = resealed(data["bundle"], tmp_path / f"{case}.tar.gz", edits)
+        code, _, err = run_cli(capsys, "join", str(broken), "--workdir", str(work))
+        assert code == 2 and message in " ".join(err.split()), (case, err)
+        assert "Traceback" not in err and ".joining-" not in err, err
+        assert not (work / "bundles").exists(), case    # so the real bundle joins after it
+    code, joined, err = run_cli(capsys, "join", str(data["bundle"]), "--workdir", str(work))
+    assert code == 0, err
+
+
 class Zeros(io.RawIOBase):
     """``size`` zero bytes, made as they are read."""
     def __init__(self, size: int):
@@ -180,7 +237,7 @@ def test_join_streams_a_member_that_unpacks_to_hundreds_of_megabytes(bundle, tmp
     code, peak_mb = map(int, result.stdout.split())
     assert code == 2 and "does not list, e.g. posters/huge.bin" in result.stderr, result.stderr
     assert peak_mb < 300        # read whole, the 400 MB member alone took more
-    assert not list((tmp_path / "joined" / "bundles").iterdir())    # nothing left on disk
+    assert not (tmp_path / "joined").exists()                      # nothing left on disk
 
 
 def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_path):
