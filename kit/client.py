@@ -94,7 +94,7 @@ def _answer(response, expected: int, fields: tuple[str, ...] = (),
             names_a_submission: bool = False) -> dict:
     """The JSON body of a ``expected`` answer holding ``fields``; otherwise the ClientError
     that says why: a refusal, with its exit code, or a server that is not the grading server
-    (a 404 where the request ``names_a_submission`` not, as no such request can be missing)."""
+    (a 404 too, unless the request ``names_a_submission``: nothing else can be missing)."""
     try:
         body = response.json()
     except ValueError:
