@@ -114,6 +114,27 @@ def test_weights_of_another_architecture_are_a_clear_error(workdir, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+class Planted:
+    """A pickled object that, when unpickled, writes a file: what a run folder made by someone
+    else could hold instead of weights."""
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (self.target, "ran"))
+
+
+def test_a_checkpoint_that_would_run_code_when_loaded_is_refused(workdir, tmp_path):
+    train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "shared")
+    run = Workdir(workdir).run("shared")
+    planted = tmp_path / "planted.txt"
+    checkpoint = torch.load(run / "best.pt", weights_only=False)
+    torch.save({**checkpoint, "extra": Planted(planted)}, run / "best.pt")
+    with pytest.raises(KitError, match="is not a readable checkpoint"):
+        predict(Workdir(workdir), "shared", tmp_path / "out")
+    assert not planted.exists()        # loaded with weights_only=False, the file was written
+
+
 def test_same_seed_same_weights(workdir):
     for name in ("seed-a", "seed-b"):
         train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,6 +18,10 @@ SCHEMA = 2
 # config, genres, competition, data_options, run, model_state: always; epoch (best.pt of a run),
 # thresholds (once tuned), valid (probabilities and labels the thresholds were tuned on),
 # optimizer_state, state and pretrained_digest (last.pt, to resume only what made it).
+# Besides tensors and plain data, a checkpoint holds NumPy arrays, and nothing else may load:
+# unpickling any other global could run code from a run folder someone else made.
+NUMPY_ARRAYS = [np.ndarray, np.dtype, np.zeros(0).__reduce__()[0],      # _reconstruct
+                *(getattr(np.dtypes, name) for name in np.dtypes.__all__)]
 
 
 def write_checkpoint(path: Path, config: TrainConfig, genres: list[str], competition: str,
@@ -34,7 +39,8 @@ def read_checkpoint(path: Path, origin: str) -> dict:
     if not path.exists():
         raise KitError(f"{origin} has no {path.name} in {path.parent}; train it first")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_ARRAYS):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:          # a truncated or foreign file
         raise KitError(f"{path} is not a readable checkpoint: {type(error).__name__}") from None
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
