@@ -130,6 +130,11 @@ def test_admin_rules_form_with_bad_fields_shows_the_page_with_the_reason(server,
         answer = client.post("/admin/rules", data={**fields, name: value})
         assert answer.status_code == 422, (name, answer.text[:200])
         assert answer.headers["content-type"].startswith("text/html") and said in answer.text
+    far = "0001-01-01T00:00:00+14:00"           # refused; the form keeps it to be mended
+    answer = client.post("/admin/rules", data={**fields, "deadline": far, "daily_limit": "9"})
+    assert answer.status_code == 422 and "out of range in UTC" in answer.text
+    assert f'value="{far}"' in answer.text and 'name="daily_limit" type="number" min="1" ' \
+        'max="10000" required value="9"' in answer.text
     assert (rules_file.read_text() if rules_file.exists() else None) == before
     assert client.post("/admin/rules", data=fields).status_code == 303
     assert rules_file.exists()

@@ -193,14 +193,19 @@ def admin_session(request: Request, csrf: str | None = None) -> None:
         raise HTTPException(403, "this page is the organiser's: log in with the admin token")
 
 
-def admin_page(request: Request, server: ServerState, status: int = 200, **context):
-    """The organiser's page: participants, rules, every submission, close."""
+def admin_page(request: Request, server: ServerState, status: int = 200,
+               entered: dict | None = None, **context):
+    """The organiser's page: participants, rules, every submission, close. The forms show what
+    was ``entered`` when it was refused, else the rules in force."""
+    rules = server.rules()
     with server.db.reading() as db:
         rows = db.execute(select(Submission, Team.name).join(Team)
                           .order_by(Submission.id.desc()).limit(500)).all()
+    shown = {**rules.as_dict(), "deadline": rules.deadline or "",
+             "max_upload_mb": f"{rules.max_upload_mb:g}", **(entered or {})}
     return page(request, "admin.html", status, participants=list_participants(server.db),
                 submissions=[{**full_view(s, True), "team": name} for s, name in rows],
-                rules=server.rules(), metrics=RANKING_METRICS, **context)
+                rules=rules, form=shown, metrics=RANKING_METRICS, **context)
 
 
 @router.get("/admin")
@@ -220,7 +225,7 @@ def admin_add(request: Request, name: str = Form(""), team: str = Form(""),
     try:
         added = add_participant(server.db, name.strip(), team.strip() or None, baseline == "1")
     except KitError as error:
-        return admin_page(request, server, 422, error=str(error))
+        return admin_page(request, server, 422, {"name": name, "team": team}, error=str(error))
     return admin_page(request, server, 201, added=added)
 
 
@@ -259,7 +264,10 @@ def admin_rules(request: Request, daily_limit: str = Form(""), invalid_daily_lim
                       deadline=deadline.strip() or None, metric=metric,
                       max_upload_mb=form_number(max_upload_mb, float))
     except KitError as error:
-        return admin_page(request, server, 422, error=str(error))
+        entered = {"daily_limit": daily_limit, "invalid_daily_limit": invalid_daily_limit,
+                   "final_limit": final_limit, "deadline": deadline, "metric": metric,
+                   "max_upload_mb": max_upload_mb}
+        return admin_page(request, server, 422, entered, error=str(error))
     write_rules(server.competition.rules_path, rules)
     return RedirectResponse("/admin", status_code=303)
 
