@@ -25,6 +25,9 @@ def _competition(args) -> Competition:
 def _database_url(args, competition: Competition) -> str:
     """--db, else $KIT_DATABASE_URL, else SQLite in the competition's server folder."""
     from eval.server.database import default_url
+    if args.db is not None and not args.db.strip():     # often an unset shell variable
+        raise KitError("--db is empty: give a database URL, or leave --db out for SQLite in "
+                       "the competition's folder")
     return args.db or os.environ.get("KIT_DATABASE_URL") or default_url(competition.server)
 
 

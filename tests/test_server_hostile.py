@@ -184,6 +184,8 @@ def test_a_port_in_use_or_a_foreign_host_is_one_message(server, organiser, datab
     (["--workers", "100000"], "argument --workers: must be from 1 to 64"),
     (["--body-timeout", "nan"], "argument --body-timeout: must be from 1 to 3600, got nan"),
     (["--port", "0"], "argument --port: must be from 1 to 65,535"),
+    (["--db", "sqlite://"], "is SQLite in memory, which loses every submission"),   # once served
+    (["--db", ""], "--db is empty"),           # once SQLite beside the competition, unsaid
 ])
 def test_server_options_out_of_range_are_refused_before_it_starts(organiser, options, message):
     result = subprocess.run([sys.executable, "-m", "eval", "serve", "--workdir", str(organiser),

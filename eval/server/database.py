@@ -84,6 +84,10 @@ def connect(url: str) -> Engine:
     except (ArgumentError, ImportError, ValueError) as error:
         raise KitError(f"cannot use the database {_safe(url)}: {error}") from None
     if engine.dialect.name == "sqlite":
+        if engine.url.database in (None, "", ":memory:") or "mode=memory" in url:
+            raise KitError(f"the database {_safe(url)} is SQLite in memory, which loses every "
+                           "submission when the server stops; name a file, as in "
+                           "sqlite:////srv/grading.db")
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         _sqlite_setup(engine)
     try:
