@@ -120,6 +120,9 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
                 posters: str | None = None) -> Source:
     """Locate the label file and poster folder of a data set; detect the layout if not given."""
     root = Path(root)
+    if root.is_file():
+        raise KitError(f"{root} is a file: give the data folder that holds the labels and "
+                       f"posters ({root.parent}; --labels names another label file in it)")
     if not root.is_dir():
         raise KitError(f"data folder {root} does not exist")
     if layout is not None and layout not in LAYOUTS:
@@ -127,7 +130,8 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
     if labels:
         candidates = [Path(labels) if Path(labels).is_absolute() else root / labels]
         if not candidates[0].is_file():
-            raise KitError(f"label file {candidates[0]} does not exist")
+            raise KitError(f"label file {candidates[0]} "
+                           f"{'is a folder' if candidates[0].is_dir() else 'does not exist'}")
     else:
         candidates = sorted(p for p in root.glob("*.csv") if p.name not in NON_LABEL_CSVS)
         candidates.sort(key=lambda p: p.name != "genres.csv")

@@ -101,6 +101,10 @@ def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(KitError, match="expected genres.csv with columns id,genre"):
         find_source(tmp_path)
+    with pytest.raises(KitError, match="notes.csv is a file: give the data folder"):
+        find_source(tmp_path / "notes.csv")              # once 'does not exist'
+    with pytest.raises(KitError, match="label file .* is a folder"):
+        find_source(tmp_path.parent, labels=tmp_path.name)
 
 
 def test_missing_poster_folder_is_named(tmp_path):
