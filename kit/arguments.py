@@ -46,6 +46,14 @@ def path_text(text: str) -> str:
     return text
 
 
+def folder_text(text: str) -> str:
+    """An argparse type: a folder path (``path_text``) that is not an existing file."""
+    import os
+    if os.path.exists(path_text(text)) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
 def usable_name(text: str) -> str:
     """An argparse type: a name usable as a folder (``kit.workdir.safe_name``), so an empty or
     odd ``--name ''`` is refused where it is parsed instead of falling back to the default."""
@@ -92,7 +100,7 @@ def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> Non
     """``--workdir`` on the program and on each of its commands, so it may come before or after
     the command (``kit --workdir W train`` read ``W`` as the command's name); a command's copy has
     no default, so it never overwrites a folder given before the command."""
-    parser.add_argument("--workdir", type=path_text,
+    parser.add_argument("--workdir", type=folder_text,
                         default=argparse.SUPPRESS if command else DEFAULT_WORKDIR,
                         help=f"folder for generated data, stores, runs "
                              f"(default: {DEFAULT_WORKDIR})")

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--labels", type=path_text,
                      help="label CSV inside the folder (default: detected)")
     sub.add_argument("--posters", type=path_text,
-                     help="poster folder (default: posters/ or Images/)")
+                     help="poster folder, from the current folder (default: the data "
+                          "folder's posters/ or Images/)")
     sub.add_argument("--size", type=poster_size, default=(345, 230), help="HEIGHTxWIDTH (345x230)")
     sub.add_argument("--shard-size", type=whole(1, 100_000), default=256,
                      help="posters per shard (256)")

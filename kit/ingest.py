@@ -125,6 +125,8 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
                        f"posters ({root.parent}; --labels names another label file in it)")
     if not root.is_dir():
         raise KitError(f"data folder {root} does not exist")
+    if posters and not Path(posters).is_dir():
+        raise KitError(f"--posters {posters} is no folder (from the current folder)")
     if layout is not None and layout not in LAYOUTS:
         raise KitError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if labels:
@@ -151,7 +153,7 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
                        + " or ".join(expected))
     poster_dir = Path(posters) if posters else next(
         (root / name for name in POSTER_DIRS if (root / name).is_dir()), None)
-    if poster_dir is None or not poster_dir.is_dir():
+    if poster_dir is None:
         raise KitError(f"no poster folder in {root}; expected one of "
                        f"{', '.join(d + '/' for d in POSTER_DIRS)} (or give --posters)")
     return Source(root=root, layout=found[0], labels=found[1], posters=poster_dir)

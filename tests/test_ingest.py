@@ -105,6 +105,8 @@ def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
         find_source(tmp_path / "notes.csv")              # once 'does not exist'
     with pytest.raises(KitError, match="label file .* is a folder"):
         find_source(tmp_path.parent, labels=tmp_path.name)
+    with pytest.raises(KitError, match="--posters .*notes.csv is no folder"):  # once 'no poster
+        find_source(tmp_path, posters=str(tmp_path / "notes.csv"))   # folder ... (or give it)'
 
 
 def test_missing_poster_folder_is_named(tmp_path):

@@ -85,6 +85,10 @@ def test_an_empty_path_is_refused_where_it_is_parsed(workdir):
         done = run(*argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert "an empty path" in done.stderr and "Traceback" not in done.stderr, argv
+    a_file = str(workdir / "competitions" / "CURRENT")     # once "no prepared dataset in it"
+    for argv in (("kit", "split", "--workdir", a_file), ("eval", "rules", "--workdir", a_file)):
+        done = run(*argv)
+        assert done.returncode == 2 and "is a file, not a folder" in done.stderr, done.stderr
 
 
 def test_json_output_is_the_json_alone(workdir, tmp_path):
