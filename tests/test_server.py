@@ -136,6 +136,8 @@ def test_tokens_teams_and_ids(organiser, serve, database_url, tmp_path):
     admin = httpx.get(f"{server.url}/api/admin/submissions",
                       headers={"Authorization": f"Bearer {server.admin_token}"})
     assert admin.status_code == 200 and len(admin.json()["submissions"]) == 1
+    # A token never starts with '-': `kit submit --token -x...` read an option (1 in 64 before).
+    assert alice.startswith("pgk_") and eve.startswith("pgk_")
     as_admin = {"Authorization": f"Bearer {server.admin_token}"}
     for name, status in (("dave", 201), ("dave", 409), ("exists!", 422)):  # once 409: the text
         added = httpx.post(f"{server.url}/api/admin/participants", json={"name": name},

@@ -16,9 +16,13 @@ from kit.errors import KitError
 from kit.workdir import safe_name
 
 
+TOKEN_PREFIX = "pgk_"    # a token never starts with '-' (`kit submit --token -x...` read an
+                         # option), and a leaked one is easy to recognise in logs and scans
+
+
 def new_token() -> str:
-    """A new token: 32 random bytes, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """A new token: ``pgk_`` and 32 random bytes, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def token_hash(token: str) -> str:
