@@ -108,6 +108,7 @@ def add_workdir_option(parser: argparse.ArgumentParser, *, command: bool) -> Non
 
 SEED = whole(0, 2**31 - 1)
 WORKERS = whole(1, 1024)
+POSTER_SIDES = (8, 4096)        # the stored posters' height and width, in pixels
 
 
 def poster_size(text: str) -> tuple[int, int]:
@@ -116,9 +117,10 @@ def poster_size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 345x230, got {text!r}")
-    if not (8 <= height <= 4096 and 8 <= width <= 4096):
-        raise argparse.ArgumentTypeError(f"image height and width must be between 8 and 4096, "
-                                         f"got {height}x{width}")
+    low, high = POSTER_SIDES
+    if not (low <= height <= high and low <= width <= high):
+        raise argparse.ArgumentTypeError(f"image height and width must be between {low} and "
+                                         f"{high}, got {height}x{width}")
     return height, width
 
 

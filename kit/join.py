@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from eval.rules import rules_from
-from kit.arguments import check_server_url
+from kit.arguments import POSTER_SIDES, check_server_url
 from kit.bundle import MANIFEST, PUBLIC_FILES, check_manifest, extract_bundle
 from kit.competition import Competition
 from kit.errors import KitError
@@ -33,7 +33,7 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
     try:
         name, hashes = extract_bundle(Path(bundle), staging)
         check_manifest(staging / name, hashes)
-        info = checked_public(staging / name, name)
+        info, film_ids = checked_public(staging / name, name)
         folder = bundles / name
         competition = Competition(workdir.competitions / name)
         if competition.answers.exists():
@@ -48,7 +48,7 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
             moved = True
         size = tuple(info["image_size"])
         store_dir = workdir.store(name, size)
-        stored = store_posters(folder, store_dir, size, workers, scheduler)
+        stored = store_posters(folder, film_ids, store_dir, size, workers, scheduler)
     except BaseException:
         if moved:                           # joining again with a mended bundle must work
             shutil.rmtree(folder, ignore_errors=True)
@@ -74,11 +74,10 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
             "server": info.get("server"), "rules": info.get("rules")}
 
 
-def store_posters(folder: Path, store_dir: Path, size: tuple[int, int], workers: int | None,
-                  scheduler: str) -> int:
-    """Store the posters of every film of the joined bundle ``folder``; how many were stored."""
-    ids = set(read_table(folder / "public" / "test.csv", ["id"])["id"])
-    ids |= set(read_table(folder / "public" / "train.csv", ["id"])["id"])
+def store_posters(folder: Path, ids: set[str], store_dir: Path, size: tuple[int, int],
+                  workers: int | None, scheduler: str) -> int:
+    """Store the posters of the films ``ids`` of the joined bundle ``folder`` (all of them, or
+    KitError); how many were stored."""
     posters = sorted((folder / "posters").iterdir()) if (folder / "posters").is_dir() else []
     films = pd.DataFrame({"id": [p.stem for p in posters],
                           "poster": [f"posters/{p.name}" for p in posters]})
@@ -93,9 +92,10 @@ def store_posters(folder: Path, store_dir: Path, size: tuple[int, int], workers:
     return stored["stored"]
 
 
-def checked_public(folder: Path, name: str) -> dict:
-    """The bundle's competition.json once its public files are what `kit export` writes;
-    KitError naming the first that is not (a bundle made by hand, or damaged on the way)."""
+def checked_public(folder: Path, name: str) -> tuple[dict, set[str]]:
+    """The bundle's competition.json and the ids of its films, once its public files are what
+    `kit export` writes; KitError naming the first that is not (a bundle made by hand, or
+    damaged on the way)."""
     public = folder / "public"
     missing = [file for file in PUBLIC_FILES if not (public / file).is_file()]
     if missing:
@@ -106,9 +106,10 @@ def checked_public(folder: Path, name: str) -> dict:
                        f"its folder {name!r}")
     size = info.get("image_size")
     if not (isinstance(size, list) and len(size) == 2
-            and all(type(side) is int and 8 <= side <= 4096 for side in size)):
+            and all(type(side) is int and POSTER_SIDES[0] <= side <= POSTER_SIDES[1]
+                    for side in size)):
         raise KitError("public/competition.json: image_size must be [height, width], whole "
-                       f"numbers from 8 to 4096, got {size!r}")
+                       f"numbers from {POSTER_SIDES[0]} to {POSTER_SIDES[1]}, got {size!r}")
     if info.get("server") is not None:
         check_server_url(str(info["server"]), "the bundle's server URL")
     try:
@@ -123,9 +124,11 @@ def checked_public(folder: Path, name: str) -> dict:
         raise KitError("public/genres.txt must name each genre once, at least one")
     train = read_table(public / "train.csv", ["id", "genres", "part"], shown="public/train.csv")
     test = read_table(public / "test.csv", ["id"], shown="public/test.csv")
-    if test.empty or set(train["part"]) - {"train", "valid"}:
-        raise KitError("public/test.csv names no film, or public/train.csv has a part other "
-                       "than train and valid")
+    if test.empty:
+        raise KitError("public/test.csv names no film")
+    parts = sorted(set(train["part"]) - {"train", "valid"})
+    if parts:
+        raise KitError(f"public/train.csv has parts other than train and valid: {parts[:5]}")
     if set(train["id"]) & set(test["id"]):
         raise KitError("public/train.csv and public/test.csv share films")
     stats = _json_object(public / "normalization.json")
@@ -136,7 +139,7 @@ def checked_public(folder: Path, name: str) -> dict:
                 for v in values)):
             raise KitError(f"public/normalization.json: {key} must be 3 finite numbers"
                            f"{' above 0' if key == 'std' else ''}, got {values!r}")
-    return info
+    return info, set(train["id"]) | set(test["id"])
 
 
 def _json_object(path: Path) -> dict:

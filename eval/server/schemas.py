@@ -126,6 +126,17 @@ class Leaderboard(CompetitionStatus):
                                                             "closed")
 
 
+class RulesForm(BaseModel):
+    """The admin page's rules form, each field as the browser sent it (an empty one too)."""
+    daily_limit: str = ""
+    invalid_daily_limit: str = ""
+    final_limit: str = ""
+    deadline: str = ""
+    metric: str = ""
+    max_upload_mb: str = ""
+    csrf: str = ""
+
+
 class RequestBody(BaseModel):
     """A body sent to the API: types as declared (``0`` is not ``false``) and no unknown field
     (a misspelt ``"finale": false`` would otherwise select a final by the default)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -17,6 +18,7 @@ from eval.server.api import accept_submission, competition_status, leaderboard_d
 from eval.server.database import Participant, Submission, Team
 from eval.server.deps import Caller, SubmissionId, state
 from eval.server.pages import competition_facts, score_chart, time_left
+from eval.server.schemas import RulesForm
 from eval.server.sessions import COOKIE, LIFETIME, LoginThrottle, make_cookie, read_cookie, \
     session_key
 from eval.server.state import ServerState
@@ -251,23 +253,19 @@ def form_number(text: str, kind: type) -> int | float | str:
 
 
 @router.post("/admin/rules")
-def admin_rules(request: Request, daily_limit: str = Form(""), invalid_daily_limit: str = Form(""),
-                final_limit: str = Form(""), deadline: str = Form(""), metric: str = Form(""),
-                max_upload_mb: str = Form(""), csrf: str = Form(""),
+def admin_rules(request: Request, form: Annotated[RulesForm, Form()],
                 server: ServerState = Depends(state)):
     """Save the rules from the admin page; invalid ones are refused with the reason."""
-    admin_session(request, csrf)
+    admin_session(request, form.csrf)
     try:
-        rules = Rules(daily_limit=form_number(daily_limit, int),
-                      invalid_daily_limit=form_number(invalid_daily_limit, int),
-                      final_limit=form_number(final_limit, int),
-                      deadline=deadline.strip() or None, metric=metric,
-                      max_upload_mb=form_number(max_upload_mb, float))
+        rules = Rules(daily_limit=form_number(form.daily_limit, int),
+                      invalid_daily_limit=form_number(form.invalid_daily_limit, int),
+                      final_limit=form_number(form.final_limit, int),
+                      deadline=form.deadline.strip() or None, metric=form.metric,
+                      max_upload_mb=form_number(form.max_upload_mb, float))
     except KitError as error:
-        entered = {"daily_limit": daily_limit, "invalid_daily_limit": invalid_daily_limit,
-                   "final_limit": final_limit, "deadline": deadline, "metric": metric,
-                   "max_upload_mb": max_upload_mb}
-        return admin_page(request, server, 422, entered, error=str(error))
+        return admin_page(request, server, 422, form.model_dump(exclude={"csrf"}),
+                          error=str(error))
     write_rules(server.competition.rules_path, rules)
     return RedirectResponse("/admin", status_code=303)
 
