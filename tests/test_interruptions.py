@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 KILLS = 3
@@ -141,3 +142,35 @@ def test_embedding_survives_kill_9(workdir, competition):
     a = torch.load(runs / "embed-killed" / "best.pt", weights_only=False)["model_state"]
     b = torch.load(runs / "embed-whole" / "best.pt", weights_only=False)["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("folds", ["1", "2"])
+def test_a_run_is_trained_by_one_process_at_a_time(workdir, folds):
+    # Two `kit train --resume` of one run at once would both write its log and checkpoints; the
+    # second is refused while the first trains (a cross-fitted run: while any of its folds
+    # trains), and the run resumes once the first has gone, even by kill -9.
+    name = f"busy-{folds}"
+    command = kit("train", "--name", name, "--workdir", str(workdir), "--folds", folds,
+                  "--batch-size", "16", "--resume")
+    started = Path(workdir) / "runs" / name / ("fold-1" if folds == "2" else "") / "config.json"
+    first = subprocess.Popen([*command, "--epochs", "1000", "--patience", "1000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ONE_THREAD)
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists():
+            assert first.poll() is None, "the first run ended before it started training"
+            assert time.monotonic() < deadline, "the first run never started training"
+            time.sleep(0.05)
+        second = subprocess.run([*command, "--epochs", "1000", "--patience", "1000"],
+                                capture_output=True, text=True, env=ONE_THREAD, timeout=120)
+        assert first.poll() is None, "the first run ended before the second one was checked"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    message = " ".join(second.stderr.split())
+    assert second.returncode == 2, message[-2000:]
+    assert f"is busy: kit train of run '{name}' (pid {first.pid}" in message
+    assert "wait for it to finish" in message
+    resumed = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True,
+                             env=ONE_THREAD, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -15,7 +15,7 @@ from kit.train.checkpoint import build_model
 from kit.train.config import TrainConfig
 from kit.train.data import EpochSampler
 from kit.train.inference import as_model_input
-from kit.train.loop import run_identity
+from kit.train.run_folder import run_identity
 from kit.train.run import train
 from kit.workdir import Workdir
 from tests.training_setup import TINY, private_moved_away
@@ -84,7 +84,7 @@ def test_resuming_on_another_competition_or_other_weights_is_refused(workdir, co
         make_competition(wd, "synth", SplitOptions(min_support=5, seed=1))   # current again
     # The content of a --pretrained file, not its name, is part of a run's and a cache's identity.
     from kit.embeddings import Backbone, cache_dir
-    from kit.train.loop import check_resumable
+    from kit.train.run_folder import check_resumable
     weights = tmp_path / "weights.pt"
     weights.write_bytes(b"first weights")
     data = type("Data", (), {"genres": competition.genres(), "data_options": {}})

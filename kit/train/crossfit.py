@@ -24,9 +24,10 @@ from kit.files import write_json
 from kit.models.ensemble import Ensemble
 from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
 from kit.train.config import TrainConfig
-from kit.train.distributed import start_distributed
+from kit.train.distributed import Distributed, start_distributed
 from kit.train.log import draw_genre_scores
 from kit.train.loop import train_run
+from kit.train.run_folder import claim_run
 from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
 from kit.train.thresholds import decision_thresholds
 
@@ -62,6 +63,12 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
     """Train one model per fold (and repeat), then save their ensemble with out-of-fold
     thresholds (None on torchrun ranks other than 0)."""
     process = start_distributed()       # under torchrun every rank trains each fold
+    with claim_run(run_dir, run_name, resume, process):
+        return _cross_fit(config, competition, run_dir, run_name, resume, scheduler, process)
+
+
+def _cross_fit(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
+               resume: bool, scheduler: str, process: Distributed) -> dict | None:
     members = [(repeat, fold) for repeat in range(config.repeats) for fold in range(config.folds)]
     jobs = [HeadJob(config.updated({"seed": config.seed + repeat, "repeats": 1}), competition,
                     str(run_dir / member_folder(repeat, fold)),

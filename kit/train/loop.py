@@ -21,18 +21,18 @@ from torch.utils.data import DataLoader
 from eval.metrics import f1_micro_macro
 from kit.competition import Competition
 from kit.console import console, track
-from kit.errors import KitError
-from kit.files import file_digest, write_json
+from kit.files import write_json
 from kit.losses import make_loss
 from kit.memory import keep_freed_memory
 from kit.train.checkpoint import (build_model, load_weights, read_checkpoint,
                                   write_checkpoint)
-from kit.train.config import RESUMABLE_CHANGES, TrainConfig
+from kit.train.config import TrainConfig
 from kit.train.data import EpochSampler, PosterDataset, RunData, prepare_data
 from kit.train.distributed import (Distributed, barrier, epoch_seed, run_seed, seed_everything,
                                    start_distributed)
 from kit.train.inference import as_model_input, predict_probabilities
 from kit.train.log import draw_genre_scores, print_history, write_log
+from kit.train.run_folder import check_new_run, check_resumable, claim_run, run_identity
 from kit.train.thresholds import decision_thresholds
 
 CURVES_EVERY_SECONDS = 30      # redrawing curves.png each epoch took a third of a head's run
@@ -69,50 +69,6 @@ def init_output_bias(model: nn.Module, prevalence: np.ndarray) -> None:
         output.bias.copy_(torch.from_numpy(np.log(odds / (1 - odds)).astype(np.float32)))
 
 
-def _as_listed(value):
-    """Settings compared across a checkpoint round trip (tuples come back as lists)."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def run_identity(config: TrainConfig, competition: Competition, run_name: str, data) -> dict:
-    """What a run's checkpoints record of what made them: resuming requires the same."""
-    return dict(config=config, genres=data.genres, competition=competition.name,
-                data_options=data.data_options, run=run_name,
-                pretrained_digest=file_digest(config.pretrained) if config.pretrained else None)
-
-
-# The way out when a run of that name exists: kit compare names its runs after --prefix.
-ANOTHER_NAME = "use another --name (kit compare: another --prefix)"
-
-
-def check_resumable(checkpoint: dict, identity: dict, run_name: str) -> None:
-    """Resuming what another competition, other weights or other settings made is refused,
-    naming what differs."""
-    if checkpoint.get("competition") != identity["competition"]:
-        raise KitError(f"run {run_name!r} was trained on competition "
-                       f"{checkpoint.get('competition')!r}, not on {identity['competition']!r}; "
-                       "resuming would mix them (its valid films may be test films here): "
-                       f"{ANOTHER_NAME}, or --competition to pick its own")
-    if checkpoint.get("pretrained_digest") != identity["pretrained_digest"]:
-        raise KitError(f"run {run_name!r} started from other --pretrained weights (the file's "
-                       f"content changed); {ANOTHER_NAME}")
-    config = identity["config"]
-    now = asdict(config)
-    changed = {k: (v, now[k]) for k, v in checkpoint["config"].items()
-               if k not in RESUMABLE_CHANGES and _as_listed(v) != _as_listed(now[k])}
-    if changed:
-        raise KitError(f"run {run_name!r} was trained with other settings; resuming would mix "
-                       "them (" + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in
-                                            changed.items()) + f"); {ANOTHER_NAME}")
-
-
-def check_new_run(run_dir: Path, run_name: str, resume: bool) -> None:
-    """A run that exists is continued only with ``resume``."""
-    if (run_dir / "last.pt").exists() and not resume:
-        raise KitError(f"run {run_name!r} exists in {run_dir.parent}; pass --resume to continue "
-                       "it or choose another --name")
-
-
 def running(state: dict, config: TrainConfig) -> bool:
     """Whether a run has epochs left: fewer than ``epochs`` done, and not stopped early."""
     return state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
@@ -134,7 +90,16 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
               ) -> dict | None:
     """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
     process = start_distributed()
-    check_new_run(run_dir, run_name, resume)
+    with claim_run(run_dir, run_name, resume, process):
+        check_new_run(run_dir, run_name, resume)
+        return _train_model(config, competition, run_dir, run_name, resume, scheduler, fold,
+                            process)
+
+
+def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
+                 resume: bool, scheduler: str, fold: int | None, process: Distributed
+                 ) -> dict | None:
+    """``train_run``'s work, once it holds the run's folder."""
     torch.set_num_threads(training_threads(config, process.world))
     seed = run_seed(config.seed, fold)
     data = prepare_data(config, competition, scheduler, fold)

@@ -18,7 +18,8 @@ from kit.scheduler import run_jobs
 from kit.train.config import TrainConfig
 from kit.train.data import embed_for
 from kit.train.distributed import Distributed
-from kit.train.loop import check_new_run, train_run
+from kit.train.loop import train_run
+from kit.train.run_folder import check_new_run
 
 HEAD_WORKER_BYTES = 2 << 30     # a head's worker held about 1 GB on 2,528 posters: room to grow
 
