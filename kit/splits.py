@@ -20,7 +20,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 
 from kit.console import console, table
 from kit.errors import KitError
-from kit.files import process_alive, read_json, read_table, write_csv, write_json, write_text
+from kit.files import exclusive_lock, read_json, read_table, write_csv, write_json, write_text
 from kit.labels import encode
 from kit.store import Store
 from kit.workdir import Workdir
@@ -115,8 +115,17 @@ def competition_key(films: pd.DataFrame, options: SplitOptions, dataset: str) ->
 
 
 def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> dict:
-    """Create (or find, if identical) the competition folder for ``dataset`` and ``options``."""
+    """Create (or find, if identical) the competition folder for ``dataset`` and ``options``,
+    holding the dataset meanwhile: not while `kit prepare` rewrites its store, and one build of
+    a competition at a time."""
     options.validate()
+    if not workdir.dataset(dataset).is_dir():
+        workdir.prepared_store(dataset)      # says it is not prepared, before any lock folder
+    with exclusive_lock(workdir.dataset(dataset) / ".lock", f"kit split of {dataset!r}"):
+        return _make_competition(workdir, dataset, options)
+
+
+def _make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> dict:
     films, store_dir = stored_films(workdir, dataset)
     key = competition_key(films, options, dataset)
     folder = workdir.competitions / f"{dataset}-{key}"
@@ -160,9 +169,7 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
     # Built under a hidden name and renamed when complete: a competition folder appears whole
     # or not at all, whatever fails or is killed on the way.
     for stale in workdir.competitions.glob(f".{folder.name}.*"):      # killed builders'
-        pid = stale.name.rsplit(".", 1)[1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
     building = workdir.competitions / f".{folder.name}.{os.getpid()}"
     try:
         _write_bundle(building, folder.name, films, genres, parts, stats, store_dir, store.size,

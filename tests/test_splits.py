@@ -143,3 +143,22 @@ def test_a_competition_folder_appears_whole_or_not_at_all(synthetic_dir, tmp_pat
     os.rename(competitions / name, competitions / f".{name}.999999999")
     assert run_cli(capsys, "split", "--workdir", str(tmp_path), "--min-support", "5")[0] == 0
     assert not list(competitions.glob(f".{result['competition']}.*"))
+
+
+def test_a_dataset_is_not_split_while_another_command_holds_it(synthetic_dir, tmp_path, capsys):
+    # kit prepare rewrites the store a split reads, and two builds of one competition would
+    # replace each other's folder: kit split waits for neither, it names the holder.
+    from kit.files import exclusive_lock
+    assert run_cli(capsys, "prepare", str(synthetic_dir), "--workdir", str(tmp_path), "--name",
+                   "s", "--size", "23x15")[0] == 0
+    with exclusive_lock(tmp_path / "datasets" / "s" / ".lock", "kit prepare of 's'"):
+        code, _, output = run_cli(capsys, "split", "--workdir", str(tmp_path))
+        assert code == 2
+        assert "is busy: kit prepare of 's'" in " ".join(output.split())
+        assert not (tmp_path / "competitions").exists() or \
+            not list((tmp_path / "competitions").iterdir())
+    assert run_cli(capsys, "split", "--workdir", str(tmp_path), "--min-support", "5")[0] == 0
+    # A dataset never prepared is said to be so, and no folder is made for it.
+    code, _, output = run_cli(capsys, "split", "--workdir", str(tmp_path), "--dataset", "nope")
+    assert code == 2 and "dataset 'nope' is not prepared" in output
+    assert not (tmp_path / "datasets" / "nope").exists()
