@@ -204,6 +204,9 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
     with pytest.raises(KitError, match="unknown precision 'fp16' in options; "
                                        "choose one of auto, bf16, fp32"):
         TrainConfig().updated({"precision": "fp16"})
+    for path, state in ((tmp_path / "missing.toml", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(KitError, match=f"config file .* {state}$"):
+            TrainConfig.from_file(path)
 
 
 @pytest.mark.parametrize("line, message", [

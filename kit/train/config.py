@@ -172,7 +172,8 @@ class TrainConfig:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, IsADirectoryError):
-            raise KitError(f"config file {path} does not exist") from None
+            raise KitError(f"config file {path} "
+                           f"{'is a folder' if path.is_dir() else 'does not exist'}") from None
         except (OSError, UnicodeDecodeError) as error:
             raise KitError(f"cannot read config file {path}: {error}") from None
         except tomllib.TOMLDecodeError as error:
