@@ -188,6 +188,11 @@ def test_class_weight_needs_bce(workdir):
     with pytest.raises(KitError, match="needs --loss bce"):
         train(TrainConfig(**{**TINY, "balance": "class-weight", "loss": "asl"}), Workdir(workdir),
               "bad-combo")
+    assert not Workdir(workdir).run("bad-combo").exists()     # a refused run leaves no folder
+    with pytest.raises(KitError, match="needs --loss bce"):
+        train(TrainConfig(**{**TINY, "balance": "class-weight", "loss": "asl", "folds": 2}),
+              Workdir(workdir), "bad-combo")
+    assert not Workdir(workdir).run("bad-combo").exists()
 
 
 def test_config_names_are_checked_in_files_and_options(tmp_path):

@@ -63,7 +63,7 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
     """Train one model per fold (and repeat), then save their ensemble with out-of-fold
     thresholds (None on torchrun ranks other than 0)."""
     process = start_distributed()       # under torchrun every rank trains each fold
-    with claim_run(run_dir, run_name, resume, process):
+    with claim_run(run_dir, run_name, process):
         return _cross_fit(config, competition, run_dir, run_name, resume, scheduler, process)
 
 

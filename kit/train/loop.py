@@ -90,7 +90,7 @@ def train_run(config: TrainConfig, competition: Competition, run_dir: Path, run_
               ) -> dict | None:
     """The training loop of one model in ``run_dir`` (``fold``: see ``prepare_data``)."""
     process = start_distributed()
-    with claim_run(run_dir, run_name, resume, process):
+    with claim_run(run_dir, run_name, process):
         check_new_run(run_dir, run_name, resume)
         return _train_model(config, competition, run_dir, run_name, resume, scheduler, fold,
                             process)
