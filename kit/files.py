@@ -6,6 +6,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -98,10 +99,13 @@ def write_csv(path: str | os.PathLike, frame, private: bool = False) -> None:
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, holder: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the block; when another process
-    holds it, a KitError names that process. The lock ends with the process, even on kill -9."""
+    holds it, a KitError names that process. The lock ends with the process, even on kill -9.
+    A folder made for the lock that holds nothing else at the end is removed (a command refused
+    before it wrote anything leaves no folder behind)."""
     import fcntl
     from kit.errors import KitError
     path = Path(path)
+    made = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
@@ -119,6 +123,8 @@ def exclusive_lock(path: str | os.PathLike, holder: str) -> Iterator[None]:
         finally:
             handle.seek(0)
             handle.truncate()
+            if made and [p.name for p in path.parent.iterdir()] == [path.name]:
+                shutil.rmtree(path.parent, ignore_errors=True)   # still held: none starts in it
 
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None,

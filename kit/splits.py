@@ -119,8 +119,6 @@ def make_competition(workdir: Workdir, dataset: str, options: SplitOptions) -> d
     holding the dataset meanwhile: not while `kit prepare` rewrites its store, and one build of
     a competition at a time."""
     options.validate()
-    if not workdir.dataset(dataset).is_dir():
-        workdir.prepared_store(dataset)      # says it is not prepared, before any lock folder
     with exclusive_lock(workdir.dataset(dataset) / ".lock", f"kit split of {dataset!r}"):
         return _make_competition(workdir, dataset, options)
 

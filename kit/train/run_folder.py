@@ -3,8 +3,6 @@ run, or one resumed with the same settings, by one process at a time)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -59,19 +57,9 @@ def check_new_run(run_dir: Path, run_name: str, resume: bool) -> None:
                        "it or choose another --name")
 
 
-@contextlib.contextmanager
-def claim_run(run_dir: Path, run_name: str, process: Distributed) -> Iterator[None]:
+def claim_run(run_dir: Path, run_name: str, process: Distributed):
     """Hold ``run_dir`` while this process trains it (rank 0 for all torchrun ranks): a second
-    `kit train` of the same run at once would mix both runs' logs and checkpoints. A new run
-    refused before it wrote anything leaves no folder behind."""
+    `kit train` of the same run at once would mix both runs' logs and checkpoints."""
     if not process.main:
-        yield
-        return
-    new = not run_dir.exists()
-    lock = run_dir / ".lock"
-    with exclusive_lock(lock, f"kit train of run {run_name!r}"):
-        try:
-            yield
-        finally:           # still held: no other process can be starting in the folder
-            if new and [path.name for path in run_dir.iterdir()] == [lock.name]:
-                shutil.rmtree(run_dir, ignore_errors=True)
+        return contextlib.nullcontext()
+    return exclusive_lock(run_dir / ".lock", f"kit train of run {run_name!r}")
