@@ -53,6 +53,10 @@ def _poster_sources(competition: Competition) -> dict[str, Path]:
     index = read_table(store / "index.csv", ["id", "source"])
     sources = {i: root / s for i, s in zip(index["id"], index["source"])}
     missing = [str(p) for p in list(sources.values())[:1000] if not p.is_file()]
+    if missing and not root.is_absolute():      # an earlier kit recorded the path as typed
+        raise KitError(f"kit prepare recorded the data folder of dataset {dataset!r} as {root}, "
+                       "relative to the folder it ran in; run that kit prepare again (it stores "
+                       "nothing anew) so that it records where the posters are")
     if missing:
         raise KitError(f"poster files of dataset {dataset!r} are gone, e.g. {missing[0]}; "
                        "the bundle ships the original posters")

@@ -39,8 +39,9 @@ def _prepare(source, workdir: Workdir, name: str, size: tuple[int, int], shard_s
     dropped = {reason: ids for reason, ids in catalogue.dropped.items() if ids}
     dropped.update({reason: [f["id"] for f in items] for reason, items in store["failed"].items()})
     summary = {
-        "dataset": name, "source": str(source.root), "layout": source.layout,
-        "labels": str(source.labels), "posters": str(source.posters),
+        # absolute, so that kit export finds the posters from any folder it runs in
+        "dataset": name, "source": str(source.root.absolute()), "layout": source.layout,
+        "labels": str(source.labels.absolute()), "posters": str(source.posters.absolute()),
         "films_with_labels_and_poster": len(catalogue.films), "stored": store["stored"],
         "newly_stored": store["newly_stored"], "skipped_unchanged": store["skipped_unchanged"],
         "dropped": {reason: len(ids) for reason, ids in dropped.items()},

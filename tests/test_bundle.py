@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -13,7 +14,7 @@ import pytest
 from eval.answers import load_answers
 from kit.competition import Competition
 from kit.workdir import Workdir
-from tests.conftest import run_cli
+from tests.conftest import TEST_SIZE, run_cli
 
 
 @pytest.fixture
@@ -69,6 +70,25 @@ def test_same_competition_same_bytes(bundle, capsys, tmp_path):
     zips = [run_cli(capsys, "export", "--workdir", str(organiser), "--out",
                     str(tmp_path / f"b{i}.zip"))[1]["sha256"] for i in range(2)]
     assert zips[0] == zips[1]
+
+
+def test_export_finds_posters_prepared_from_a_relative_path(synthetic_dir, capsys, tmp_path,
+                                                            monkeypatch):
+    """A data folder named relative to where kit prepare ran is found by an export run
+    elsewhere (the organiser prepares in one shell and exports from another)."""
+    work = tmp_path / "work"
+    monkeypatch.chdir(synthetic_dir.parent)
+    assert run_cli(capsys, "prepare", synthetic_dir.name, "--workdir", str(work), "--size",
+                   TEST_SIZE, "--shard-size", "64")[0] == 0
+    assert run_cli(capsys, "split", "--workdir", str(work), "--min-support", "5")[0] == 0
+    monkeypatch.chdir(tmp_path)
+    code, data, err = run_cli(capsys, "export", "--workdir", str(work))
+    assert code == 0, err
+    assert len([n for n in members(data["bundle"]) if "/posters/" in n]) == 240
+    meta = work / "datasets" / synthetic_dir.name / "prepare.json"  # as an earlier kit wrote it
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "source": synthetic_dir.name}))
+    code, _, err = run_cli(capsys, "export", "--workdir", str(work))
+    assert code == 2 and "relative to the folder it ran in; run that kit prepare again" in err
 
 
 def rewrite(source, target, change):
