@@ -1,11 +1,12 @@
 """`python -m eval rules|participants|serve`: the organiser's side of a hosted competition."""
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import replace
 
 from eval.rules import RANKING_METRICS, read_rules, write_rules
-from kit.arguments import number, usable_name, whole
+from kit.arguments import add_workdir_option, number, usable_name, whole
 from kit.competition import Competition
 from kit.console import console, table
 from kit.errors import KitError
@@ -61,8 +62,6 @@ def cmd_participants(args) -> dict:
     db = _database(args, competition)
     try:
         if args.action == "add":
-            if not args.name:
-                raise KitError("participants add needs a NAME")
             added = tokens.add_participant(db, args.name, args.team, args.baseline)
             if args.json:
                 return added
@@ -71,8 +70,6 @@ def cmd_participants(args) -> dict:
             console.print(added["token"], soft_wrap=True, markup=False)
             return added
         if args.action == "revoke":
-            if not args.name:
-                raise KitError("participants revoke needs a NAME")
             return tokens.revoke_participant(db, args.name)
         rows = tokens.list_participants(db)
         if args.json:
@@ -107,14 +104,29 @@ def add_commands(command) -> None:
     sub.add_argument("--json", action="store_true", help="print the rules as JSON")
 
     sub = command("participants", cmd_participants, "add, list or revoke participants")
-    sub.add_argument("action", choices=["add", "list", "revoke"])
-    sub.add_argument("name", nargs="?", type=usable_name)
-    sub.add_argument("--team", type=usable_name,
-                     help="team name (default: a team of the participant alone)")
-    sub.add_argument("--baseline", action="store_true",
-                     help="the team is an organiser's baseline, marked as such on the board")
     sub.add_argument("--db", help="database URL (default: SQLite in the competition's folder)")
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    actions = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("add", "add a participant and print their token, once"),
+                         ("list", "list the participants, their teams and submissions"),
+                         ("revoke", "revoke a participant's token")):
+        one = actions.add_parser(action, help=text, description=text)
+        # the command's options again, so they may also follow ACTION or NAME; without
+        # defaults, so they never overwrite one given before ACTION
+        add_workdir_option(one, command=True)
+        one.add_argument("--competition", type=usable_name, default=argparse.SUPPRESS,
+                         help="competition name (default: the current one, see `kit use`)")
+        one.add_argument("--db", default=argparse.SUPPRESS, help="database URL (default: "
+                         "SQLite in the competition's folder)")
+        one.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print the result as JSON")
+        if action != "list":
+            one.add_argument("name", type=usable_name, help="the participant's name")
+    add = actions.choices["add"]
+    add.add_argument("--team", type=usable_name,
+                     help="team name (default: a team of the participant alone)")
+    add.add_argument("--baseline", action="store_true",
+                     help="the team is an organiser's baseline, marked as such on the board")
 
     sub = command("serve", cmd_serve, "run the grading server")
     sub.add_argument("--host", default="127.0.0.1",

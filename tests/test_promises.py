@@ -102,6 +102,23 @@ def test_json_output_is_the_json_alone(workdir, tmp_path):
         assert "┃" not in done.stderr and "token" not in done.stderr, (argv, done.stderr)
 
 
+
+def test_participant_options_may_come_anywhere(workdir, tmp_path):
+    """`participants add --team red ann` answered "unrecognized arguments: ann": the name was
+    an optional positional that argparse had already passed over."""
+    db = f"sqlite:///{tmp_path / 'grading.db'}"
+    for argv in (("participants", "add", "--team", "red", "--db", db, "ann"),
+                 ("participants", "--db", db, "add", "bob", "--team", "red"),
+                 ("participants", "revoke", "--db", db, "ann")):
+        done = run("eval", *argv, "--workdir", str(workdir))
+        assert done.returncode == 0, (argv, done.stderr)
+    listed = json.loads(run("eval", "participants", "list", "--db", db, "--json", "--workdir",
+                            str(workdir)).stdout)["participants"]
+    assert {(r["participant"], r["team"], r["revoked"]) for r in listed} == {
+        ("ann", "red", True), ("bob", "red", False)}
+    done = run("eval", "participants", "add", "--db", db, "--workdir", str(workdir))
+    assert done.returncode == 2 and "required: name" in done.stderr, done.stderr
+
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
                           "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s",
                           "0001-01-01T00:00:00+14:00", "http://[::1"])
