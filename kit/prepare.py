@@ -1,6 +1,7 @@
 """`kit prepare`: raw data folder -> canonical table -> poster store -> data report."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -40,8 +41,8 @@ def _prepare(source, workdir: Workdir, name: str, size: tuple[int, int], shard_s
     dropped.update({reason: [f["id"] for f in items] for reason, items in store["failed"].items()})
     summary = {
         # absolute, so that kit export finds the posters from any folder it runs in
-        "dataset": name, "source": str(source.root.absolute()), "layout": source.layout,
-        "labels": str(source.labels.absolute()), "posters": str(source.posters.absolute()),
+        "dataset": name, "source": os.path.abspath(source.root), "layout": source.layout,
+        "labels": os.path.abspath(source.labels), "posters": os.path.abspath(source.posters),
         "films_with_labels_and_poster": len(catalogue.films), "stored": store["stored"],
         "newly_stored": store["newly_stored"], "skipped_unchanged": store["skipped_unchanged"],
         "dropped": {reason: len(ids) for reason, ids in dropped.items()},
