@@ -72,6 +72,8 @@ def _cut(text: str) -> str:
 
 def read_header(path: Path) -> list[str]:
     """The header row, after checking the file is non-empty UTF-8 text."""
+    if path.is_dir():
+        raise SubmissionError([f"{path} is a folder, not a submission file"])
     if not path.is_file():
         raise SubmissionError([f"{path} does not exist or is not a file"])
     with open(path, "rb") as handle:

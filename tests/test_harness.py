@@ -282,11 +282,13 @@ def test_leaderboard_survives_hostile_files_and_names_and_leaks_nothing(key, com
     (folder / "badheader.csv").write_text(" id ,\u00a0Drama,\"Comedy\"\n1,0,0\n")
     os.symlink("/etc/passwd", folder / "secret.csv")
     (folder / os.fsdecode(b"latin\xe9.csv")).write_bytes(good.read_bytes())
+    (folder / "folder.csv").mkdir()
     board = build_leaderboard(submissions_in(folder), key, tmp_path / "out", resamples=0)
     scored = {e["name"] for e in board["entries"] if not e["reference"]}
     assert {"good.csv", "$\\foo$ <img src=x> [a](b) | x.csv", "latin\\xe9.csv"} <= scored
     refused = {bad["name"]: bad["problems"] for bad in board["invalid"]}
     assert "not read" in refused["secret.csv"][0] and "badheader.csv" in refused
+    assert refused["folder.csv"] == [f"{folder / 'folder.csv'} is a folder, not a submission file"]
     everything = "".join((tmp_path / "out" / f).read_text() for f in
                          ("leaderboard.md", "leaderboard.html", "leaderboard.json"))
     assert "root:" not in everything
