@@ -5,27 +5,15 @@ from pathlib import Path
 
 from kit.competition import Competition
 from kit.console import console
-from kit.errors import KitError
 from kit.files import write_json
 from kit.prepare import prepare_dataset
 from kit.splits import SplitOptions, make_competition
 from kit.synth import synthesize
-from kit.train.config import TrainConfig
+from kit.train.config import TrainConfig, config_file
 from kit.train.run import train
 from kit.workdir import Workdir
 
-PROJECT_BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 DEFAULT_SYNTHETIC_FILMS = 3000
-
-
-def baseline_file(name: str) -> Path:
-    """``name`` as a path, or ``baselines/<name>.toml`` here or in the project."""
-    for candidate in (Path(name), Path("baselines") / f"{name}.toml",
-                      PROJECT_BASELINES / f"{name}.toml"):
-        if candidate.is_file():
-            return candidate
-    known = sorted(p.stem for p in PROJECT_BASELINES.glob("*.toml"))
-    raise KitError(f"no baseline {name!r}; choose one of {', '.join(known)} or give a TOML file")
 
 
 def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = None,
@@ -37,7 +25,7 @@ def run_baseline(workdir: Workdir, baseline: str = "lenet", data: str | None = N
     from eval.scoring import draw_grid, score_submission
     from kit.predict import predict
 
-    config = TrainConfig.from_file(baseline_file(baseline))
+    config = TrainConfig.from_file(config_file(baseline))
     if epochs is not None:
         config = config.updated({"epochs": epochs})
     if data is None:

@@ -68,8 +68,8 @@ def cmd_audit(args) -> dict:
 
 def train_config(args):
     """The run's configuration: --config file (or defaults), then explicit options on top."""
-    from kit.train.config import TrainConfig, given_options
-    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    from kit.train.config import TrainConfig, config_file, given_options
+    config = TrainConfig.from_file(config_file(args.config)) if args.config else TrainConfig()
     return config.updated(given_options(args), "the command line")
 
 
@@ -117,7 +117,8 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
     from kit.train.config import add_config_arguments
     sub.add_argument("--config", type=path_text,
-                     help="baseline TOML file (e.g. baselines/lenet.toml)")
+                     help="baseline TOML file (e.g. baselines/lenet.toml), or the name of one of the "
+                     "kit's baselines (lenet)")
     sub.add_argument("--competition", type=usable_name,
                      help="competition name (default: the current one, see `kit use`)")
     add_config_arguments(sub)

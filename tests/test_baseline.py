@@ -1,23 +1,23 @@
 import json
 
-from kit.baseline import baseline_file
+from kit.train.config import config_file
 from tests.conftest import run_cli
 
 
 def test_every_shipped_baseline_is_a_valid_config():
     from kit.train.config import TrainConfig
-    shipped = sorted(baseline_file("lenet").parent.glob("*.toml"))
+    shipped = sorted(config_file("lenet").parent.glob("*.toml"))
     assert len(shipped) >= 10
     for path in shipped:
-        assert baseline_file(path.stem) == path
+        assert config_file(path.stem) == path
         TrainConfig.from_file(path)
-    best = TrainConfig.from_file(baseline_file("lite2-mixup-crossfit"))
+    best = TrainConfig.from_file(config_file("lite2-mixup-crossfit"))
     assert best.folds == 10 and best.repeats == 3 and best.mirror and best.stage_features == 3
     assert best.views == ("full",) and best.short_side == 350 and best.micro_weight == 0.3
     assert best.threshold_grid == "log" and best.mixup == 0.2
-    repeated = TrainConfig.from_file(baseline_file("lite2-repeated-crossfit"))
+    repeated = TrainConfig.from_file(config_file("lite2-repeated-crossfit"))
     assert best.updated({"mixup": 0.0}) == repeated
-    upright = TrainConfig.from_file(baseline_file("lite2-upright-crossfit"))
+    upright = TrainConfig.from_file(config_file("lite2-upright-crossfit"))
     assert repeated.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
 
 

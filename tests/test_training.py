@@ -214,6 +214,25 @@ def test_config_names_are_checked_in_files_and_options(tmp_path):
             TrainConfig.from_file(path)
 
 
+def test_the_kits_baselines_are_found_from_any_folder(tmp_path):
+    """The bundle's README says `kit train --config baselines/lenet.toml`; run in the folder a
+    participant joined into (not the kit's), it said the file does not exist."""
+    def train(config):
+        return subprocess.run([sys.executable, "-m", "kit", "train", "--config", config,
+                               "--workdir", "work"], capture_output=True, text=True,
+                              cwd=tmp_path)
+    for config in ("baselines/lenet.toml", "lenet", "lite2-mixup-crossfit.toml"):
+        done = train(config)               # found, so it goes on to look for a competition
+        assert done.returncode == 2 and "no competition" in done.stderr, (config, done.stderr)
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "lenet.toml").write_text('loss = "hinge"\n')   # one's own wins
+    assert "unknown loss 'hinge'" in train("baselines/lenet.toml").stderr
+    done = train("lenett")
+    assert done.returncode == 2 and "config file lenett does not exist, nor is it a baseline " \
+        "of the kit (lenet, " in " ".join(done.stderr.split())
+    assert "does not exist" in train("elsewhere/lenet.toml").stderr
+
+
 @pytest.mark.parametrize("line, message", [
     ('lr = "fast"', "lr in .*bad.toml must be a finite number, not 'fast'"),
     ("epochs = 0", "epochs in .*bad.toml must be between 1 and 100000"),

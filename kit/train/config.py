@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
 LOSSES = ("bce", "asl", "focal")
 MIN_MIXUP = 0.01    # below about 0.003 torch's Beta(a, a) draws weights near 0.5, not near 0 or 1
 OPTIMIZERS = ("adam", "adamw", "sgd")
+KIT_BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
@@ -286,3 +287,17 @@ def given_options(args: argparse.Namespace) -> dict:
     """The TrainConfig options set on the command line."""
     return {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
             if getattr(args, spec.name, None) is not None}
+
+
+def config_file(name: str) -> Path:
+    """A configuration file: ``name`` as a path, else one of the kit's baselines, by name
+    (``lenet``) or by its path in the kit's folder (``baselines/lenet.toml`` run elsewhere)."""
+    path = Path(name)
+    if path.exists() or path.parent not in (Path("."), Path("baselines")):
+        return path                                 # from_file names what is wrong with it
+    own = KIT_BASELINES / f"{path.stem if path.suffix == '.toml' else path.name}.toml"
+    if own.is_file():
+        return own
+    known = ", ".join(sorted(p.stem for p in KIT_BASELINES.glob("*.toml")))
+    raise KitError(f"config file {name} does not exist, nor is it a baseline of the kit "
+                   f"({known})")
