@@ -31,6 +31,7 @@ with labels (public/train.csv), {test} test films without (public/test.csv).
 
     kit join {name}.tar.gz                 # checks this bundle, stores the posters
     kit train --config baselines/lenet.toml && kit predict --run lenet
+    export KIT_TOKEN=pgk_...               # the token your organiser gave you (or --token)
     kit submit submissions/lenet.csv --message "first try"
     kit submissions                        # your submissions and their public scores
 
