@@ -16,7 +16,7 @@ from kit.arguments import POSTER_SIDES, check_server_url
 from kit.bundle import MANIFEST, PUBLIC_FILES, check_manifest, extract_bundle
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import read_json, read_table, write_json, write_text
+from kit.files import exclusive_lock, read_json, read_table, write_json, write_text
 from kit.labels import genre_list
 from kit.store import build_store
 from kit.workdir import Workdir
@@ -28,23 +28,40 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
     bundles = workdir.root / "bundles"
     staging = bundles / f".joining-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    made = [path for path in (bundles, workdir.root) if not path.exists()]
-    moved = False
+    made = [path for path in (bundles, workdir.root / "datasets", workdir.root)
+            if not path.exists()]
     try:
         name, hashes = extract_bundle(Path(bundle), staging)
         check_manifest(staging / name, hashes)
         info, film_ids = checked_public(staging / name, name)
-        folder = bundles / name
-        competition = Competition(workdir.competitions / name)
-        if competition.answers.exists():
-            raise KitError(f"{workdir.root} holds competition {name} with its answer key (the "
-                           "organiser's work folder); join into another --workdir")
+        # one join at a time: two would store the same posters into one store
+        with exclusive_lock(workdir.dataset(name) / ".lock", f"kit join of {name!r}"):
+            return _join(workdir, Path(bundle), staging / name, info, film_ids, workers,
+                         scheduler)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for path in made:                   # a refused bundle leaves no empty folder behind
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def _join(workdir: Workdir, bundle: Path, checked: Path, info: dict, film_ids: set[str],
+          workers: int | None, scheduler: str) -> dict:
+    """Move the ``checked`` bundle folder into place, store its posters, register it."""
+    name = checked.name
+    folder = workdir.root / "bundles" / name
+    competition = Competition(workdir.competitions / name)
+    if competition.answers.exists():
+        raise KitError(f"{workdir.root} holds competition {name} with its answer key (the "
+                       "organiser's work folder); join into another --workdir")
+    moved = False
+    try:
         if folder.exists():
-            if (folder / MANIFEST).read_bytes() != (staging / name / MANIFEST).read_bytes():
+            if (folder / MANIFEST).read_bytes() != (checked / MANIFEST).read_bytes():
                 raise KitError(f"another bundle of {name} was joined into {folder}; join into "
                                "another --workdir, or delete that folder first")
         else:
-            os.replace(staging / name, folder)
+            os.replace(checked, folder)
             moved = True
         size = tuple(info["image_size"])
         store_dir = workdir.store(name, size)
@@ -53,15 +70,9 @@ def join_bundle(workdir: Workdir, bundle: str, workers: int | None = None,
         if moved:                           # joining again with a mended bundle must work
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        for path in made:                   # a refused bundle leaves no empty folder behind
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-
     write_json(workdir.dataset(name) / "prepare.json",
                {"dataset": name, "source": str(folder.resolve()), "store": store_dir.name,
-                "joined_from": str(Path(bundle).resolve()), "stored": stored})
+                "joined_from": str(bundle.resolve()), "stored": stored})
     public = competition.public
     public.mkdir(parents=True, exist_ok=True)
     for file in PUBLIC_FILES[:-1]:

@@ -285,6 +285,21 @@ def test_join_registers_a_competition_without_answer_key(bundle, capsys, tmp_pat
     assert f"{hashlib.sha256(readme).hexdigest()}  README.md" in manifest
 
 
+def test_one_join_at_a_time_into_a_work_folder(bundle, capsys, tmp_path):
+    """Two joins of one bundle into one work folder at once both stored its posters into the
+    same store; the second names the first and leaves nothing, and joins once it has gone."""
+    from kit.files import exclusive_lock
+    _, data = bundle
+    participant = tmp_path / "participant"
+    name = Competition.find(Workdir(bundle[0])).name
+    with exclusive_lock(participant / "datasets" / name / ".lock", f"kit join of {name!r}"):
+        code, _, err = run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))
+        assert code == 2 and f"is busy: kit join of {name!r}" in " ".join(err.split()), err
+        assert sorted(p.name for p in participant.iterdir()) == ["datasets"]
+    code, joined, err = run_cli(capsys, "join", data["bundle"], "--workdir", str(participant))
+    assert code == 0 and joined["posters"] == 240, err
+
+
 def test_compare_in_a_joined_work_folder_scores_the_valid_part(bundle, capsys, tmp_path):
     from kit.compare import compare
     from kit.train.config import TrainConfig
