@@ -117,8 +117,8 @@ def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
     from kit.train.config import add_config_arguments
     sub.add_argument("--config", type=path_text,
-                     help="baseline TOML file (e.g. baselines/lenet.toml), or the name of one of the "
-                     "kit's baselines (lenet)")
+                     help="baseline TOML file (e.g. baselines/lenet.toml), or the name of "
+                     "one of the kit's baselines (lenet)")
     sub.add_argument("--competition", type=usable_name,
                      help="competition name (default: the current one, see `kit use`)")
     add_config_arguments(sub)
