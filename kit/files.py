@@ -32,8 +32,11 @@ def atomic_path(path: str | os.PathLike, private: bool = False,
     short; a file its reader checks for that (a store shard) can skip the wait."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.",
+                                   suffix=".tmp", dir=path.parent)
+    except OSError as error:            # named as asked, not by the temporary's name
+        raise OSError(error.errno, error.strerror, str(path)) from None
     os.fchmod(fd, 0o600 if private else shared_mode())
     os.close(fd)
     tmp = Path(tmp)
@@ -45,6 +48,8 @@ def atomic_path(path: str | os.PathLike, private: bool = False,
         os.replace(tmp, path)
         _remove_abandoned(path)
     except OSError as error:
+        if error.errno is not None and str(error.filename) == str(tmp):
+            raise OSError(error.errno, error.strerror, str(path)) from None
         if error.errno is not None:
             raise
         # numpy reports a short write ("N requested and M written") without an errno: the

@@ -42,11 +42,15 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
     sample = str(competition.public / "sample_submission.csv")
     cases = [("eval", "score", sample, "--workdir", str(workdir), "--out", "/proc/version"),
              ("kit", "report", "--workdir", str(workdir), "--dataset", "nope"),
-             ("kit", "synth", "--out", "/proc/kit-synth", "--n", "5")]
+             ("kit", "synth", "--out", "/proc/kit-synth", "--n", "5"),
+             ("kit", "export", "--workdir", str(workdir), "--out", "/proc/kit.tar.gz")]
     for argv in cases:
         done = run(*argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert "Traceback" not in done.stderr and "error" in done.stderr
+        asked = next((a for a in argv if a.startswith("/proc/")), None)
+        if asked:                                   # named as asked, not by a temporary's name
+            assert f"cannot use {asked}:" in done.stderr, done.stderr
 
 
 def test_an_answer_key_that_is_no_csv_is_one_clear_message(workdir, competition, tmp_path):
