@@ -14,8 +14,8 @@ from eval.organiser import add_commands
 from eval.scoring import score_submission
 from eval.submission import SubmissionError
 from kit.arguments import add_workdir_option, path_text, usable_name
-from kit.console import console, table
-from kit.errors import KitError, os_error_message
+from kit.console import console, print_error, table
+from kit.errors import KitError, os_error_message, visible
 from kit.files import write_json
 from kit.workdir import Workdir
 
@@ -27,7 +27,7 @@ HEADLINE = ["accuracy", "error_rate", "subset_accuracy", "f1_micro", "f1_macro",
 def print_score(result: dict) -> None:
     """The rich tables of one scored submission."""
     parts = [p for p in ("public", "private") if p in result]
-    console.print(f"[bold]{escape(result['submission'])}[/] ({result['kind']}, threshold "
+    console.print(f"[bold]{escape(visible(result['submission']))}[/] ({result['kind']}, threshold "
                   f"{result['threshold']}) on competition {escape(result['competition'])}")
     rows = []
     for metric in HEADLINE:
@@ -168,16 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.handler(args)
     except SubmissionError as error:
-        submission = escape(str(getattr(args, "submission", "")))
-        console.print(f"[bold red]invalid submission[/] {submission}:")
-        for problem in error.problems:
-            console.print(f"  - {escape(problem)}", soft_wrap=True)
+        print_error(f"{getattr(args, 'submission', '')}:", error.problems,
+                    title="invalid submission")
         return 2
     except KitError as error:
-        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        print_error(str(error))
         return 2
     except OSError as error:
-        console.print(f"[bold red]error:[/] {escape(os_error_message(error))}", soft_wrap=True)
+        print_error(os_error_message(error))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -5,11 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.markup import escape
 
 from kit.arguments import (SEED, WORKERS, add_scheduler_argument, add_workdir_option, number,
                            path_text, poster_size, usable_name, whole)
-from kit.console import console, summary
+from kit.console import console, print_error, summary
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
 from kit.threshold_study import add_command as add_threshold_command
@@ -278,12 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.handler(args)
     except KitError as error:
-        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-        for problem in getattr(error, "problems", []):
-            console.print(f"  - {escape(problem)}", soft_wrap=True)
+        print_error(str(error), getattr(error, "problems", []))
         return getattr(error, "exit_code", 2)
     except OSError as error:
-        console.print(f"[bold red]error:[/] {escape(os_error_message(error))}", soft_wrap=True)
+        print_error(os_error_message(error))
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")

@@ -6,6 +6,7 @@ import sys
 from typing import Any, Callable, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -15,6 +16,17 @@ from kit.errors import visible
 
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
 console = Console(stderr=True, highlight=False, emoji=False)   # ":x:" in data stays text
+
+
+def print_error(message: str, problems: Iterable[str] = (), title: str = "error:") -> None:
+    """A refusal on the terminal: ``title`` and ``message``, then one line per problem, with what
+    they quote made inert (markup escaped; control characters but the line break shown as
+    escapes, so a path holding ESC cannot drive the terminal)."""
+    def inert(text: str) -> str:
+        return escape("\n".join(visible(line) for line in str(text).split("\n")))
+    console.print(f"[bold red]{title}[/] {inert(message)}", soft_wrap=True)
+    for problem in problems:
+        console.print(f"  - {inert(problem)}", soft_wrap=True)
 
 
 def progress(transient: bool = False) -> Progress:

@@ -53,6 +53,17 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
             assert f"cannot use {asked}:" in done.stderr, done.stderr
 
 
+
+def test_an_error_shows_control_characters_it_quotes_as_escapes(workdir):
+    """A path holding ESC was printed raw in the error naming it, so a file name could drive
+    the terminal (clear it, recolour what follows)."""
+    hostile = "x\x1b[2J\x1b[31m.csv"
+    for argv in (("kit", "train", "--config", hostile), ("kit", "prepare", hostile),
+                 ("eval", "score", hostile, "--workdir", str(workdir))):
+        done = run(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert "\x1b" not in done.stderr and "x\\x1b[2J\\x1b[31m.csv" in done.stderr, done.stderr
+
 def test_an_answer_key_that_is_no_csv_is_one_clear_message(workdir, competition, tmp_path):
     """An empty or UTF-16 --answers file ended in pandas' traceback."""
     sample = str(competition.public / "sample_submission.csv")
