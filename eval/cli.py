@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rich.markup import escape
+from rich.text import Text
 
 from eval.answers import find_answers, load_answers
 from eval.metrics import DEFAULT_RESAMPLES
@@ -27,8 +27,9 @@ HEADLINE = ["accuracy", "error_rate", "subset_accuracy", "f1_micro", "f1_macro",
 def print_score(result: dict) -> None:
     """The rich tables of one scored submission."""
     parts = [p for p in ("public", "private") if p in result]
-    console.print(f"[bold]{escape(visible(result['submission']))}[/] ({result['kind']}, threshold "
-                  f"{result['threshold']}) on competition {escape(result['competition'])}")
+    console.print(Text.assemble((visible(result["submission"]), "bold"),
+                                f" ({result['kind']}, threshold {result['threshold']}) on "
+                                f"competition {result['competition']}"))
     rows = []
     for metric in HEADLINE:
         if all(result[p].get(metric) is None for p in parts):
@@ -58,8 +59,8 @@ def print_score(result: dict) -> None:
                           f"{comparison['difference']:+.4f}" +
                           (f" [{span[0]:+.4f}, {span[1]:+.4f}]" if span else ""))
     if not first["beats_references"]:
-        console.print("[bold yellow]flag:[/] this submission does not beat every reference "
-                      "predictor on both micro and macro F1")
+        console.print(Text.assemble(("flag:", "bold yellow"), " this submission does not beat "
+                                    "every reference predictor on both micro and macro F1"))
     if not result["private_shown"]:
         console.print("private part hidden (use --reveal-private, or close the competition)")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from rich.markup import escape as escape_markup
+from rich.text import Text
 
 from eval.answers import AnswerKey
 from eval.metrics import DEFAULT_RESAMPLES
@@ -106,8 +106,8 @@ def build_leaderboard(paths: list[Path], key: AnswerKey, out: str | Path,
                           *(e[part].get(c) for c in COLUMNS)] for e in board["entries"]),
                         whole="submission"))
     for bad in invalid:
-        console.print(f"[red]invalid[/] {escape_markup(bad['name'])}: "
-                      f"{escape_markup(bad['problems'][0])}", soft_wrap=True)
+        console.print(Text.assemble(("invalid", "red"), f" {bad['name']}: {bad['problems'][0]}"),
+                      soft_wrap=True)
     console.print(f"written: {out / 'leaderboard.md'}, {out / 'leaderboard.html'}")
     return board
 

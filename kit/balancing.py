@@ -160,7 +160,7 @@ def audit(name: str, train: np.ndarray, genres: list[str], balance: BalancePlan,
     console.print(table(f"balancing audit: {name}", ["genre", "before", "after"],
                         ((g, before[g], round(after[g], 1)) for g in genres)))
     for note in balance.notes:
-        console.print(f"[yellow]{note}[/]")
+        console.print(note, style="yellow")
     return {"strategy": name, "train_films_before": int(len(train)),
             "train_films_after": int(len(after_labels)),
             "mean_genres_per_film_before": round(float(train.sum(1).mean()), 3),

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(os_error_message(error))
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted; finished work is kept, re-run to resume[/]")
+        console.print("interrupted; finished work is kept, re-run to resume", style="yellow")
         return 130
     if result is not None:      # None: a torchrun rank other than 0, or a report already printed
         summary(f"kit {args.command}", result, args.json)

@@ -11,7 +11,6 @@ import os
 import time
 from pathlib import Path
 
-from rich.markup import escape
 
 from kit import balancing
 from kit.competition import Competition
@@ -106,7 +105,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         key = valid_key(chosen_competition)
         title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
                  "thresholds were fit on these films, so tuned scores are optimistic)")
-        console.print(f"[yellow]no answer key in {workdir.root}: comparing on the valid part[/]")
+        console.print(f"no answer key in {workdir.root}: comparing on the valid part", style="yellow")
     predicted = {seed: public_decisions(key, seed_paths) for seed, seed_paths in paths.items()}
     scores = {row: [part_f1(key, predicted[s][row]) for s in paths] for row in paths[0]}
     study = summarise(scores, paired_against_baseline(key, predicted[0], resamples), gaps)
@@ -122,7 +121,7 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
     for extra in tables:
         console.print(table(extra["title"], extra["header"], extra["rows"]))
     for sentence in sentences:
-        console.print(f"- {escape(sentence)}", soft_wrap=False)
+        console.print(f"- {sentence}", soft_wrap=False)
     rows = [e for e in board["entries"] if not e["reference"]]
     return {"competition": name, "strategies": chosen, "scored_on": part, "seeds": len(paths),
             "report": str(out / "leaderboard.md"), "html": str(out / "leaderboard.html"),

@@ -6,7 +6,6 @@ import sys
 from typing import Any, Callable, Iterable
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -15,16 +14,18 @@ from rich.text import Text
 from kit.errors import visible
 
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
-console = Console(stderr=True, highlight=False, emoji=False)   # ":x:" in data stays text
+# markup off: text is data (a genre named "[/x] action", a path "[bold]"), styles are given
+# as styles; ":x:" in data stays text
+console = Console(stderr=True, markup=False, highlight=False, emoji=False)
 
 
 def print_error(message: str, problems: Iterable[str] = (), title: str = "error:") -> None:
     """A refusal on the terminal: ``title`` and ``message``, then one line per problem, with what
-    they quote made inert (markup escaped; control characters but the line break shown as
-    escapes, so a path holding ESC cannot drive the terminal)."""
+    they quote made inert: control characters but the line break shown as escapes, so a path
+    holding ESC cannot drive the terminal."""
     def inert(text: str) -> str:
-        return escape("\n".join(visible(line) for line in str(text).split("\n")))
-    console.print(f"[bold red]{title}[/] {inert(message)}", soft_wrap=True)
+        return "\n".join(visible(line) for line in str(text).split("\n"))
+    console.print(Text.assemble((title, "bold red"), " ", inert(message)), soft_wrap=True)
     for problem in problems:
         console.print(f"  - {inert(problem)}", soft_wrap=True)
 
@@ -32,7 +33,7 @@ def print_error(message: str, problems: Iterable[str] = (), title: str = "error:
 def progress(transient: bool = False) -> Progress:
     """A progress bar with count, rate-friendly columns and time left."""
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, transient=transient,
         disable=console.quiet or (not console.is_terminal and not _force_progress()),

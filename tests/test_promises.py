@@ -220,13 +220,15 @@ def test_a_refused_rule_names_the_option_that_sets_it(organiser, capsys, option,
 
 
 def test_genre_names_that_look_like_markup_or_math_are_data(tmp_path, capsys):
-    """`kit prepare`, `kit split` and their tables and figures take any genre name."""
+    """`kit prepare`, `kit split`, `kit audit` and their tables, notes and figures take any genre
+    name (a dropped genre named `[/y] rare` ended kit split in rich's MarkupError)."""
     import pandas as pd
     from tests.conftest import jpeg_bytes, run_cli
     data = tmp_path / "data"
     (data / "posters").mkdir(parents=True)
     names = ["$\\foo$ docs", "[/x] action", ":smile: comedy", "<b>drama</b>"]
     rows = [(str(1000 + i), names[i % 4]) for i in range(40)]
+    rows += [(str(2000 + i), "[/y] rare") for i in range(3)]     # dropped by kit split, named
     pd.DataFrame(rows, columns=["id", "genre"]).to_csv(data / "genres.csv", index=False)
     for film, _ in rows:
         (data / "posters" / f"{film}.jpg").write_bytes(jpeg_bytes())
@@ -236,6 +238,10 @@ def test_genre_names_that_look_like_markup_or_math_are_data(tmp_path, capsys):
     code, split, err = run_cli(capsys, "split", *work, "--min-support", "5")
     assert code == 0, err
     assert split["genres"] == 4 and "[/x] action" in err
+    assert "dropped genres with fewer than 5 films: [/y] rare (3)" in err
+    code, _, err = run_cli(capsys, "audit", *work, "--strategy", "min-per-genre", "--min-count",
+                           "30")
+    assert code == 0 and "train: [/x] action has only" in err, err
 
 
 @pytest.mark.parametrize("columns, whole", [

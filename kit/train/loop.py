@@ -128,7 +128,7 @@ def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, r
     if process.main:
         write_json(run_dir / "config.json", asdict(config))
         for note in data.plan.notes:
-            console.print(f"[yellow]{note}[/]")
+            console.print(note, style="yellow")
     curves_drawn = time.monotonic()
     saved_at, save_seconds, best = -math.inf, 0.0, None
     while running(state, config):

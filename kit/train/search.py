@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from rich.text import Text
 
 from kit.console import console, table
 from kit.errors import KitError
@@ -87,9 +88,9 @@ def random_search(config: TrainConfig, workdir: Workdir, name: str, trials: int,
 
     def announce(index: int) -> None:
         trial, extra = divmod(index, seeds)
-        console.print(f"[bold]trial {trial + 1}/{trials}[/]"
-                      f"{f' seed {extra + 1}/{seeds}' if seeds > 1 else ''}: "
-                      f"{_described(trial_values[trial])}")
+        console.print(Text.assemble((f"trial {trial + 1}/{trials}", "bold"),
+                                    f"{f' seed {extra + 1}/{seeds}' if seeds > 1 else ''}: "
+                                    f"{_described(trial_values[trial])}"))
 
     summaries = train_several(runs, workdir, competition, scheduler, announce=announce)
     rows = []
