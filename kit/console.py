@@ -33,9 +33,9 @@ def print_error(message: str, problems: Iterable[str] = (), title: str = "error:
 def progress(transient: bool = False) -> Progress:
     """A progress bar with count, rate-friendly columns and time left."""
     return Progress(
-        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=transient,
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+        MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient,
         disable=console.quiet or (not console.is_terminal and not _force_progress()),
     )
 
