@@ -105,7 +105,8 @@ def compare(base: TrainConfig, workdir: Workdir, strategies: list[str] | None = 
         key = valid_key(chosen_competition)
         title = ("Balancing strategies compared on the valid part (no answer key here; tuned "
                  "thresholds were fit on these films, so tuned scores are optimistic)")
-        console.print(f"no answer key in {workdir.root}: comparing on the valid part", style="yellow")
+        console.print(f"no answer key in {workdir.root}: comparing on the valid part",
+                      style="yellow")
     predicted = {seed: public_decisions(key, seed_paths) for seed, seed_paths in paths.items()}
     scores = {row: [part_f1(key, predicted[s][row]) for s in paths] for row in paths[0]}
     study = summarise(scores, paired_against_baseline(key, predicted[0], resamples), gaps)
