@@ -53,7 +53,6 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
             assert f"cannot use {asked}:" in done.stderr, done.stderr
 
 
-
 def test_an_error_shows_control_characters_it_quotes_as_escapes(workdir):
     """A path holding ESC was printed raw in the error naming it, so a file name could drive
     the terminal (clear it, recolour what follows)."""
@@ -63,6 +62,7 @@ def test_an_error_shows_control_characters_it_quotes_as_escapes(workdir):
         done = run(*argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert "\x1b" not in done.stderr and "x\\x1b[2J\\x1b[31m.csv" in done.stderr, done.stderr
+
 
 def test_an_answer_key_that_is_no_csv_is_one_clear_message(workdir, competition, tmp_path):
     """An empty or UTF-16 --answers file ended in pandas' traceback."""
@@ -117,7 +117,6 @@ def test_json_output_is_the_json_alone(workdir, tmp_path):
         assert "┃" not in done.stderr and "token" not in done.stderr, (argv, done.stderr)
 
 
-
 def test_participant_options_may_come_anywhere(workdir, tmp_path):
     """`participants add --team red ann` answered "unrecognized arguments: ann": the name was
     an optional positional that argparse had already passed over."""
@@ -133,6 +132,7 @@ def test_participant_options_may_come_anywhere(workdir, tmp_path):
         ("ann", "red", True), ("bob", "red", False)}
     done = run("eval", "participants", "add", "--db", db, "--workdir", str(workdir))
     assert done.returncode == 2 and "required: name" in done.stderr, done.stderr
+
 
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
                           "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s",
