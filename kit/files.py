@@ -35,8 +35,8 @@ def atomic_path(path: str | os.PathLike, private: bool = False,
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.",
                                    suffix=".tmp", dir=path.parent)
-    except OSError as error:            # named as asked, not by the temporary's name
-        raise OSError(error.errno, error.strerror, str(path)) from None
+    except OSError as error:
+        raise _named_as_asked(error, path) from None
     os.fchmod(fd, 0o600 if private else shared_mode())
     os.close(fd)
     tmp = Path(tmp)
@@ -48,16 +48,21 @@ def atomic_path(path: str | os.PathLike, private: bool = False,
         os.replace(tmp, path)
         _remove_abandoned(path)
     except OSError as error:
-        if error.errno is not None and str(error.filename) == str(tmp):
-            raise OSError(error.errno, error.strerror, str(path)) from None
-        if error.errno is not None:
-            raise
-        # numpy reports a short write ("N requested and M written") without an errno: the
-        # file system took less than it was given, which is a full disk.
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})", str(path)) \
-            from None
+        if error.errno is None:
+            # numpy reports a short write ("N requested and M written") without an errno: the
+            # file system took less than it was given, which is a full disk.
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})", str(path)) \
+                from None
+        if error.filename is None or str(error.filename) == str(tmp):
+            raise _named_as_asked(error, path) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _named_as_asked(error: OSError, path: Path) -> OSError:
+    """``error`` about the file ``path``, not about the temporary written in its place."""
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def _temporary_prefix(path: Path) -> str:
