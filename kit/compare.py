@@ -11,7 +11,6 @@ import os
 import time
 from pathlib import Path
 
-
 from kit import balancing
 from kit.competition import Competition
 from kit.console import console, table
