@@ -226,7 +226,8 @@ def test_the_kits_baselines_are_found_from_any_folder(tmp_path):
         assert done.returncode == 2 and "no competition" in done.stderr, (config, done.stderr)
     (tmp_path / "baselines").mkdir()
     (tmp_path / "baselines" / "lenet.toml").write_text('loss = "hinge"\n')   # one's own wins
-    assert "unknown loss 'hinge'" in train("baselines/lenet.toml").stderr
+    for config in ("baselines/lenet.toml", "lenet"):
+        assert "unknown loss 'hinge'" in train(config).stderr, config
     done = train("lenett")
     assert done.returncode == 2 and "config file lenett does not exist, nor is it a baseline " \
         "of the kit (lenet, " in " ".join(done.stderr.split())

@@ -290,14 +290,16 @@ def given_options(args: argparse.Namespace) -> dict:
 
 
 def config_file(name: str) -> Path:
-    """A configuration file: ``name`` as a path, else one of the kit's baselines, by name
-    (``lenet``) or by its path in the kit's folder (``baselines/lenet.toml`` run elsewhere)."""
+    """A configuration file: ``name`` as a path, else a baseline by name (``lenet``) or by its
+    path in the kit's folder (``baselines/lenet.toml`` run elsewhere): ``./baselines`` first,
+    then the kit's."""
     path = Path(name)
     if path.exists() or path.parent not in (Path("."), Path("baselines")):
         return path                                 # from_file names what is wrong with it
-    own = KIT_BASELINES / f"{path.stem if path.suffix == '.toml' else path.name}.toml"
-    if own.is_file():
-        return own
+    file_name = f"{path.stem if path.suffix == '.toml' else path.name}.toml"
+    for folder in (Path("baselines"), KIT_BASELINES):
+        if (folder / file_name).is_file():
+            return folder / file_name
     known = ", ".join(sorted(p.stem for p in KIT_BASELINES.glob("*.toml")))
     raise KitError(f"config file {name} does not exist, nor is it a baseline of the kit "
                    f"({known})")
