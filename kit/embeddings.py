@@ -248,6 +248,11 @@ class EmbeddingCache:
         """One cache whose features are those of ``caches`` side by side (same store)."""
         return cls(caches[0].store, [folder for cache in caches for folder in cache.dirs])
 
+    def widths(self) -> list[int]:
+        """The number of features each folder (view) adds to a row of ``features``."""
+        first_shard = int(self.store.index["shard"].iloc[0])
+        return [self._shard(index, first_shard).shape[1] for index in range(len(self.dirs))]
+
     def row_shape(self) -> list[int]:
         """The shape of one view's rows before they were flattened ([F] for pooled features,
         [C, H, W] for maps), as the first committed shard records it."""

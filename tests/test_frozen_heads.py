@@ -53,6 +53,47 @@ def test_joined_backbones_put_their_embeddings_side_by_side(workdir, competition
         TrainConfig(**TINY).updated({"joined_backbones": ["efficientnet_lite1"]})
 
 
+def test_separate_heads_are_the_heads_each_backbone_trains_alone(workdir, competition,
+                                                                 tmp_path):
+    """separate_heads: on Lite1's features joined to Lite0's, with mirror images, each backbone
+    gets heads of its own that read only its columns of both halves, so they are the heads a
+    run of that backbone alone trains, bit for bit; the run pools all of them, and kit predict
+    needs nothing more. Combinations that cannot work are refused."""
+    from kit.train.crossfit import pool_out_of_fold
+    common = dict(frozen=True, epochs=2, batch_size=32, lr=0.01, folds=2, head_hidden=16,
+                  mirror=True)
+    config = TrainConfig(model="efficientnet_lite1", joined_backbones=("efficientnet_lite0",),
+                         separate_heads=True, **common)
+    with private_moved_away(competition, tmp_path):
+        summary = train(config, Workdir(workdir), "separate")
+        train(TrainConfig(model="efficientnet_lite0", **common), Workdir(workdir), "lite0")
+        submission = predict(Workdir(workdir), "separate", tmp_path / "subs")["submission"]
+    run = Workdir(workdir).run("separate")
+    members = {(backbone, fold): torch.load(run / backbone / f"fold-{fold}" / "best.pt",
+                                            weights_only=False)
+               for backbone in ("efficientnet_lite1", "efficientnet_lite0") for fold in (1, 2)}
+    for fold in (1, 2):
+        assert members["efficientnet_lite1", fold]["data_options"]["columns"] == [0, 1280]
+        separate = members["efficientnet_lite0", fold]
+        assert separate["data_options"]["columns"] == [1280, 2560]
+        alone = torch.load(Workdir(workdir).run("lite0") / f"fold-{fold}" / "best.pt",
+                           weights_only=False)
+        np.testing.assert_array_equal(separate["valid"]["probabilities"],
+                                      alone["valid"]["probabilities"])
+        for key, tensor in alone["model_state"].items():
+            assert torch.equal(tensor, separate["model_state"][key]), (fold, key)
+    ensemble = torch.load(run / "best.pt", weights_only=False)
+    assert len(ensemble["data_options"]["members"]) == 4
+    pooled, _ = pool_out_of_fold([member["valid"] for member in members.values()])
+    np.testing.assert_allclose(ensemble["valid"]["probabilities"], pooled, atol=1e-6)
+    assert summary["out_of_fold_films"] == len(pooled)
+    assert len(pd.read_csv(submission)) == len(Competition.find(Workdir(workdir)).test_ids())
+    with pytest.raises(KitError, match="separate_heads cross-fits heads of each backbone"):
+        TrainConfig(model="efficientnet_lite1", frozen=True, folds=2, separate_heads=True)
+    with pytest.raises(KitError, match="head_backbone efficientnet_lite2 is neither"):
+        TrainConfig(model="efficientnet_lite1", frozen=True, head_backbone="efficientnet_lite2")
+
+
 def write_config(folder, config: TrainConfig):
     path = folder / "joined.toml"
     path.write_text(config.to_toml())

@@ -91,7 +91,7 @@ def build_model(config: TrainConfig, num_classes: int, data_options: dict,
                                     load_pretrained)
         return EmbeddingHead(data_options["in_features"], num_classes, config.head_hidden,
                              config.dropout, data_options["mean"], data_options["std"],
-                             config.mirror, encoder)
+                             config.mirror, encoder, data_options.get("columns"))
     if config.pretrained and not config.model.startswith("timm:"):
         raise KitError(f"--pretrained loads a checkpoint into a timm:<name> model or a frozen "
                        f"backbone; {config.model} trains from its own initial weights")

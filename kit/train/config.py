@@ -72,6 +72,14 @@ class TrainConfig:
                           choices=VIEWS)
     joined_backbones: tuple = option((), "frozen mode: further Lite backbones whose embeddings "
                                      "are joined to the model's", choices=JOINABLE_BACKBONES)
+    separate_heads: bool = option(False, "frozen mode, cross-fitted, with joined_backbones: "
+                                         "each backbone gets heads of its own on its features "
+                                         "alone (a head per fold and repeat) instead of one on "
+                                         "all joined; the run predicts the mean of every head")
+    head_backbone: str | None = option(None, "frozen mode: the head reads only this backbone's "
+                                             "features of the joined ones (each head of "
+                                             "separate_heads has its own)",
+                                       choices=JOINABLE_BACKBONES)
     mirror: bool = option(False, "frozen mode: each training step sees a film or its mirror "
                                  "image at random; predictions are the mean of both")
     stage_features: int = option(0, "frozen mode: the mean-pooled outputs of the backbone's "
@@ -130,12 +138,19 @@ class TrainConfig:
                           high=100)
 
     def __post_init__(self):
-        frozen_only = [name for name in ("joined_backbones", "mirror", "stage_features",
-                                         "short_side", "tuned_stages", "mixup")
+        frozen_only = [name for name in ("joined_backbones", "separate_heads", "head_backbone",
+                                         "mirror", "stage_features", "short_side",
+                                         "tuned_stages", "mixup")
                        if getattr(self, name)]
         if frozen_only and not self.frozen:
             raise KitError(f"frozen-mode options without frozen = true: {', '.join(frozen_only)}"
                            "; set frozen = true (--frozen) or leave them out")
+        if self.separate_heads and (not self.joined_backbones or self.folds < 2):
+            raise KitError("separate_heads cross-fits heads of each backbone on its own: set "
+                           "joined_backbones and folds to 2 or more, or separate_heads = false")
+        if self.head_backbone and self.head_backbone not in (self.model, *self.joined_backbones):
+            raise KitError(f"head_backbone {self.head_backbone} is neither the model nor one of "
+                           "joined_backbones")
         if self.tuned_stages and self.joined_backbones:
             raise KitError("tuned_stages tunes the stages of one backbone; leave out "
                            "joined_backbones or set tuned_stages = 0")

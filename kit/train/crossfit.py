@@ -7,9 +7,11 @@ which steadies the thresholds of rare genres and so macro F1), and the run predi
 probability of its k models. With ``repeats`` r > 1 the cross-fitting is done r times, each
 with its own seed (so its own folds and initial weights): a film's out-of-fold prediction is the
 mean of its r models that did not train on it, steadier for thresholds, and the run predicts
-the mean of all k x r models. The fold runs live in ``runs/<name>/fold-<i>/`` (repeats:
-``runs/<name>/repeat-<j>/fold-<i>/``); the run's own ``best.pt`` holds the ensemble, so
-``kit predict`` and the harness treat it as any other run.
+the mean of all k x r models. With ``separate_heads``, each backbone of the joined ones gets
+its own k x r heads, on its features alone, and all of them are pooled alike. The fold runs
+live in ``runs/<name>/fold-<i>/`` (repeats: ``runs/<name>/repeat-<j>/fold-<i>/``; separate
+heads: ``.../<backbone>/fold-<i>/``); the run's own ``best.pt`` holds the ensemble, so ``kit
+predict`` and the harness treat it as any other run.
 """
 from __future__ import annotations
 
@@ -32,9 +34,10 @@ from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
 from kit.train.thresholds import decision_thresholds
 
 
-def member_folder(repeat: int, fold: int) -> str:
-    """Where one model of a cross-fitted run lives, under the run's folder."""
-    folder = f"fold-{fold + 1}"
+def member_folder(repeat: int, fold: int, backbone: str | None = None) -> str:
+    """Where one model of a cross-fitted run lives, under the run's folder (with separate
+    heads, in a folder of its backbone)."""
+    folder = f"fold-{fold + 1}" if backbone is None else f"{backbone}/fold-{fold + 1}"
     return folder if repeat == 0 else f"repeat-{repeat + 1}/{folder}"
 
 
@@ -69,21 +72,26 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
 
 def _cross_fit(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
                resume: bool, scheduler: str, process: Distributed) -> dict | None:
-    members = [(repeat, fold) for repeat in range(config.repeats) for fold in range(config.folds)]
-    jobs = [HeadJob(config.updated({"seed": config.seed + repeat, "repeats": 1}), competition,
-                    str(run_dir / member_folder(repeat, fold)),
-                    f"{run_name}/{member_folder(repeat, fold)}", resume, fold)
-            for repeat, fold in members]
+    backbones = (list(dict.fromkeys((config.model, *config.joined_backbones)))
+                 if config.separate_heads else [None])
+    members = [(repeat, fold, backbone) for repeat in range(config.repeats)
+               for backbone in backbones for fold in range(config.folds)]
+    jobs = [HeadJob(config.updated({"seed": config.seed + repeat, "repeats": 1,
+                                    "separate_heads": False, "head_backbone": backbone}),
+                    competition, str(run_dir / member_folder(repeat, fold, backbone)),
+                    f"{run_name}/{member_folder(repeat, fold, backbone)}", resume, fold)
+            for repeat, fold, backbone in members]
     workers = head_workers(config, process, scheduler, len(jobs))
     if workers > 1:
         summaries = train_side_by_side(jobs, scheduler, workers)
     else:
         summaries = []
-        for (repeat, fold), job in zip(members, jobs):
+        for (repeat, fold, backbone), job in zip(members, jobs):
             if process.main:
                 console.rule(f"{run_name}: fold {fold + 1} of {config.folds}"
                              + (f", repeat {repeat + 1} of {config.repeats}"
-                                if config.repeats > 1 else ""))
+                                if config.repeats > 1 else "")
+                             + (f", heads on {backbone}" if backbone else ""))
             summaries.append(train_run(job.config, competition, Path(job.run_dir), job.name,
                                        resume, scheduler, fold))
     if not process.main:

@@ -121,6 +121,26 @@ def embedding_requests(config: TrainConfig, pooled: bool) -> list[tuple[Backbone
     return [(backbone, views) for views in view_sets for backbone in backbones]
 
 
+def backbone_columns(config: TrainConfig, cache: EmbeddingCache) -> tuple[int, int]:
+    """Where ``config.head_backbone``'s features lie in each (film or mirror) half of the
+    joined rows ``embed_for`` gives: its views' columns, after those of the backbones before it."""
+    backbones = list(dict.fromkeys((config.model, *config.joined_backbones)))
+    widths = cache.widths()
+    views = len(config.views)
+    sizes = [sum(widths[i * views:(i + 1) * views]) for i in range(len(backbones))]
+    start = sum(sizes[:backbones.index(config.head_backbone)])
+    return start, start + sizes[backbones.index(config.head_backbone)]
+
+
+def head_columns(features: torch.Tensor, columns: tuple[int, int] | None,
+                 mirror: bool) -> torch.Tensor:
+    """The columns a head reads of each half (film, mirror image) of the rows (all: None)."""
+    if columns is None:
+        return features
+    halves = features.unflatten(1, (2 if mirror else 1, -1))
+    return halves[..., columns[0]:columns[1]].flatten(1)
+
+
 def feature_scaling(train_x: torch.Tensor, mirror: bool = False
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of the training features, for the frozen head's standardisation (with
@@ -172,8 +192,10 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
             mean, std = feature_scaling(pooled, config.mirror)
             data_options = {"map_shape": cache.row_shape()}
         else:
-            mean, std = feature_scaling(train_x, config.mirror)
-            data_options = {}
+            columns = backbone_columns(config, cache) if config.head_backbone else None
+            mean, std = feature_scaling(head_columns(train_x, columns, config.mirror),
+                                        config.mirror)
+            data_options = {"columns": list(columns)} if columns else {}
         data_options.update(in_features=len(mean), mean=mean.tolist(), std=std.tolist())
     else:
         train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
