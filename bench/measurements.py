@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+
 def preprocess(source: str, out: str, scheduler: str) -> dict:
     from kit.ingest import build_catalogue, find_source
     from kit.store import build_store

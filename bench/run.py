@@ -177,7 +177,7 @@ def lenet_section(args, work: Path, results: dict) -> None:
 def embedding_section(args, work: Path, results: dict) -> None:
     """Per view and backbone, in fp32 and (where the CPU computes it natively) bf16: emulated
     bf16 is about 10x slower, and the kit never picks it there."""
-    from kit.train.config import native_bf16
+    from kit.train.precision import native_bf16
     results["embedding"] = {}
     for backbone in ("efficientnet_lite0", "efficientnet_lite2"):
         for precision in ("bf16", "fp32") if native_bf16() else ("fp32",):
@@ -231,7 +231,7 @@ def estimates_section(args, work: Path, results: dict) -> None:
     cluster_rate = max(largest["local"]["posters_per_second"],
                        largest["processes"]["posters_per_second"])
     per_core = cluster_rate / (os.cpu_count() or 1)
-    from kit.train.config import resolve_precision
+    from kit.train.precision import resolve_precision
     lite0 = results["embedding"][f"efficientnet_lite0-{resolve_precision('auto')}"] / (
         os.cpu_count() or 1)
     results["estimates_900k"] = {

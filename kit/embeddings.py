@@ -24,7 +24,8 @@ from kit.files import atomic_path, file_digest, read_json, write_json
 from kit.models.preprocess import short_side_size
 from kit.scheduler import run_jobs
 from kit.store import Store, shard_name
-from kit.train.config import PRECISIONS, VIEWS, resolve_precision
+from kit.train.config import VIEWS
+from kit.train.precision import PRECISIONS, resolve_precision
 
 
 def view(images: torch.Tensor, name: str) -> torch.Tensor:

@@ -14,7 +14,8 @@ from kit.models.pretrained import feature_extractor, stage_encoder
 from kit.models.stages import MultiScaleFeatures, split_network
 from kit.predict import predict
 from kit.train.checkpoint import build_model
-from kit.train.config import TrainConfig, resolve_precision
+from kit.train.config import TrainConfig
+from kit.train.precision import resolve_precision
 from kit.train.loop import make_optimizer
 from kit.train.run import train
 from kit.workdir import Workdir

@@ -11,7 +11,8 @@ from kit.errors import KitError
 from kit.competition import Competition
 from kit.predict import predict
 from kit.train.checkpoint import build_model
-from kit.train.config import TrainConfig, resolve_precision
+from kit.train.config import TrainConfig
+from kit.train.precision import resolve_precision
 from kit.train.run import train
 from kit.workdir import Workdir
 from tests.training_setup import TINY, private_moved_away

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from kit.errors import KitError
+from kit.train.precision import PRECISIONS, resolve_precision
 from kit.train.thresholds import THRESHOLD_GRIDS
 
 try:
@@ -26,7 +26,6 @@ LOSSES = ("bce", "asl", "focal")
 MIN_MIXUP = 0.01    # below about 0.003 torch's Beta(a, a) draws weights near 0.5, not near 0 or 1
 OPTIMIZERS = ("adam", "adamw", "sgd")
 KIT_BASELINES = Path(__file__).resolve().parents[2] / "baselines"
-PRECISIONS = ("auto", "bf16", "fp32")     # auto: bf16 where the CPU computes it natively
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
@@ -36,23 +35,6 @@ DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight", "threshold_grid")                 # safe on resume
 THRESHOLD_GRID_NAMES = tuple(THRESHOLD_GRIDS)
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is
-    several times slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto`` as bf16 where the CPU has native bf16, else fp32; others as given."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16() else "fp32"
 
 
 def option(default, help: str, low=None, high=None, choices=None, flag=None):

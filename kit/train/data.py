@@ -13,7 +13,8 @@ from kit import balancing
 from kit.competition import Competition
 from kit.embeddings import Backbone, EmbeddingCache, embed_stores, mirror_view
 from kit.splits import stratified_folds
-from kit.train.config import TrainConfig, resolve_precision
+from kit.train.config import TrainConfig
+from kit.train.precision import resolve_precision
 from kit.train.distributed import epoch_seed, run_seed
 
 
