@@ -17,6 +17,9 @@ def test_every_shipped_baseline_is_a_valid_config():
     assert best.threshold_grid == "log" and best.mixup == 0.2
     repeated = TrainConfig.from_file(config_file("lite2-repeated-crossfit"))
     assert best.updated({"mixup": 0.0}) == repeated
+    trio = TrainConfig.from_file(config_file("lite-trio-crossfit"))
+    assert best.updated({"joined_backbones": ["efficientnet_lite1", "efficientnet_lite0"],
+                         "separate_heads": True, "repeats": 2, "micro_weight": 0.5}) == trio
     upright = TrainConfig.from_file(config_file("lite2-upright-crossfit"))
     assert repeated.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
 
