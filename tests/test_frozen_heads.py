@@ -91,6 +91,8 @@ def test_separate_heads_are_the_heads_each_backbone_trains_alone(workdir, compet
     assert len(pd.read_csv(submission)) == len(Competition.find(Workdir(workdir)).test_ids())
     with pytest.raises(KitError, match="separate_heads cross-fits heads of each backbone"):
         TrainConfig(model="efficientnet_lite1", frozen=True, folds=2, separate_heads=True)
+    with pytest.raises(KitError, match="separate_heads gives each head its own backbone"):
+        config.updated({"head_backbone": "efficientnet_lite0"})
     with pytest.raises(KitError, match="head_backbone efficientnet_lite2 is neither"):
         TrainConfig(model="efficientnet_lite1", frozen=True, head_backbone="efficientnet_lite2")
 

@@ -130,6 +130,9 @@ class TrainConfig:
         if self.separate_heads and (not self.joined_backbones or self.folds < 2):
             raise KitError("separate_heads cross-fits heads of each backbone on its own: set "
                            "joined_backbones and folds to 2 or more, or separate_heads = false")
+        if self.separate_heads and self.head_backbone:
+            raise KitError("separate_heads gives each head its own backbone; leave out "
+                           "head_backbone")
         if self.head_backbone and self.head_backbone not in (self.model, *self.joined_backbones):
             raise KitError(f"head_backbone {self.head_backbone} is neither the model nor one of "
                            "joined_backbones")
