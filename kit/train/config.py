@@ -133,7 +133,7 @@ class TrainConfig:
         if self.separate_heads and self.head_backbone:
             raise KitError("separate_heads gives each head its own backbone; leave out "
                            "head_backbone")
-        if self.head_backbone and self.head_backbone not in (self.model, *self.joined_backbones):
+        if self.head_backbone and self.head_backbone not in self.backbones:
             raise KitError(f"head_backbone {self.head_backbone} is neither the model nor one of "
                            "joined_backbones")
         if self.tuned_stages and self.joined_backbones:
@@ -155,6 +155,11 @@ class TrainConfig:
             raise KitError(f"mixup must be 0 (off) or at least {MIN_MIXUP}, not {self.mixup}: "
                            "below it torch's Beta sampler draws wrong weights (near 0.5 "
                            "instead of near 0 or 1)")
+
+    @property
+    def backbones(self) -> tuple[str, ...]:
+        """The model and its joined backbones, each once, in the order their features join."""
+        return tuple(dict.fromkeys((self.model, *self.joined_backbones)))
 
     @property
     def bf16_training(self) -> bool:

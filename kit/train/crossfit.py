@@ -72,8 +72,7 @@ def train_folds(config: TrainConfig, competition: Competition, run_dir: Path, ru
 
 def _cross_fit(config: TrainConfig, competition: Competition, run_dir: Path, run_name: str,
                resume: bool, scheduler: str, process: Distributed) -> dict | None:
-    backbones = (list(dict.fromkeys((config.model, *config.joined_backbones)))
-                 if config.separate_heads else [None])
+    backbones = config.backbones if config.separate_heads else (None,)
     members = [(repeat, fold, backbone) for repeat in range(config.repeats)
                for backbone in backbones for fold in range(config.folds)]
     jobs = [HeadJob(config.updated({"seed": config.seed + repeat, "repeats": 1,

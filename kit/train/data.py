@@ -118,19 +118,17 @@ def embedding_requests(config: TrainConfig, pooled: bool) -> list[tuple[Backbone
     backbones = [Backbone(name, config.pretrained if name == config.model else None,
                           0 if pooled else config.tuned_stages, config.stage_features,
                           config.short_side)
-                 for name in dict.fromkeys((config.model, *config.joined_backbones))]
+                 for name in config.backbones]
     return [(backbone, views) for views in view_sets for backbone in backbones]
 
 
 def backbone_columns(config: TrainConfig, cache: EmbeddingCache) -> tuple[int, int]:
     """Where ``config.head_backbone``'s features lie in each (film or mirror) half of the
     joined rows ``embed_for`` gives: its views' columns, after those of the backbones before it."""
-    backbones = list(dict.fromkeys((config.model, *config.joined_backbones)))
-    widths = cache.widths()
-    views = len(config.views)
-    sizes = [sum(widths[i * views:(i + 1) * views]) for i in range(len(backbones))]
-    start = sum(sizes[:backbones.index(config.head_backbone)])
-    return start, start + sizes[backbones.index(config.head_backbone)]
+    widths, views = cache.widths(), len(config.views)
+    sizes = [sum(widths[i * views:(i + 1) * views]) for i in range(len(config.backbones))]
+    index = config.backbones.index(config.head_backbone)
+    return sum(sizes[:index]), sum(sizes[:index + 1])
 
 
 def head_columns(features: torch.Tensor, columns: tuple[int, int] | None,
