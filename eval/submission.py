@@ -31,6 +31,16 @@ SHOWN = 10                  # items quoted in a message
 SHOWN_CHARACTERS = 60       # of each quoted item (an id can be megabytes long)
 HEADER_BYTES = 1 << 20      # the header names the id and the genres: far less than this
 LABEL_COLUMNS = ("genres", "labels", "genre")
+# What a file that is not CSV text starts with, for a message that says what to do instead.
+NOT_CSV_SIGNATURES = (
+    (codecs.BOM_UTF32_LE, "UTF-32 text; save it as UTF-8 CSV"),
+    (codecs.BOM_UTF32_BE, "UTF-32 text; save it as UTF-8 CSV"),
+    (codecs.BOM_UTF16_LE, "UTF-16 text; save it as UTF-8 CSV"),
+    (codecs.BOM_UTF16_BE, "UTF-16 text; save it as UTF-8 CSV"),
+    (b"\x1f\x8b", "gzip-compressed; decompress it and submit the CSV"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one); submit the CSV itself"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls); export it as CSV"),
+)
 
 
 class SubmissionError(ValueError):
@@ -80,6 +90,9 @@ def read_header(path: Path) -> list[str]:
         head = handle.read(HEADER_BYTES)
     if not head.strip(codecs.BOM_UTF8 + b" \t\r\n"):
         raise SubmissionError(["the file is empty"])
+    for signature, what in NOT_CSV_SIGNATURES:
+        if head.startswith(signature):
+            raise SubmissionError([f"the file is not CSV text: it is {what}"])
     if b"\x00" in head:
         raise SubmissionError(["the file is not CSV text (it contains NUL bytes)"])
     try:

@@ -1,4 +1,6 @@
 """Every validation error of the harness, each with a hand-made file."""
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,6 +60,10 @@ def test_decisions_are_recognised(tmp_path):
     ("\n\n  \n", "the file is empty"),
     (b"\x00\x01\x02binary", "not CSV text"),
     (b"id,Drama\n\xff\xfe\xfa,1\n" + b"x" * 100, "not UTF-8"),
+    ("id,Drama\n".encode("utf-16"), "it is UTF-16 text; save it as UTF-8 CSV"),
+    ("id,Drama\n".encode("utf-32"), "it is UTF-32 text; save it as UTF-8 CSV"),
+    (gzip.compress(VALID.encode(), mtime=0), "it is gzip-compressed; decompress it and submit the CSV"),
+    (b"PK\x03\x04" + b"\x00" * 30, "it is a ZIP archive (an .xlsx workbook is one)"),
     ("film,Drama,Comedy,Science Fiction\ntt01,1,0,0\n",
      "no 'id' column among the header's 4 columns: film, Drama, Comedy, Science Fiction"),
     ("film\ntt01\n", "no 'id' column among the header's 1 column: film (1 in all)"),
