@@ -9,6 +9,7 @@ import re
 import stat
 from pathlib import Path
 
+from eval.server import schemas
 from kit.arguments import check_server_url
 from kit.competition import Competition
 from kit.errors import KitError
@@ -90,11 +91,12 @@ def _not_the_grading_server(response) -> ClientError:
                        "server: is --server this competition's address?", UNREACHABLE)
 
 
-def _answer(response, expected: int, fields: tuple[str, ...] = (),
-            names_a_submission: bool = False) -> dict:
-    """The JSON body of a ``expected`` answer holding ``fields``; otherwise the ClientError
-    that says why: a refusal, with its exit code, or a server that is not the grading server
-    (a 404 too, unless the request ``names_a_submission``: nothing else can be missing)."""
+def _answer(response, expected: int, promised, names_a_submission: bool = False) -> dict:
+    """The JSON body of a ``expected`` answer, as the server's pydantic model ``promised``
+    reads it; otherwise the ClientError that says why: a refusal, with its exit code, or a server
+    that is not the grading server (a 404 too, unless the request ``names_a_submission``:
+    nothing else can be missing)."""
+    from pydantic import ValidationError
     try:
         body = response.json()
     except ValueError:
@@ -102,9 +104,10 @@ def _answer(response, expected: int, fields: tuple[str, ...] = (),
     if not isinstance(body, dict):
         raise _not_the_grading_server(response)
     if response.status_code == expected:
-        if not all(field in body for field in fields):
-            raise _not_the_grading_server(response)
-        return body
+        try:
+            return promised.model_validate(body).model_dump(mode="json", exclude_unset=True)
+        except ValidationError:
+            raise _not_the_grading_server(response) from None
     detail, code = body.get("detail"), response.status_code
     if not isinstance(detail, str):
         raise _not_the_grading_server(response)
@@ -117,7 +120,9 @@ def _answer(response, expected: int, fields: tuple[str, ...] = (),
             raise _not_the_grading_server(response)
         raise ClientError(detail, INVALID)
     if code in (413, 422):
-        raise ClientError(f"invalid submission: {detail}", INVALID, body.get("problems"))
+        problems = body.get("problems")
+        listed = isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+        raise ClientError(f"invalid submission: {detail}", INVALID, problems if listed else [])
     raise ClientError(f"the server answered {code}: {detail}", UNREACHABLE)
 
 
@@ -142,8 +147,7 @@ def submit(workdir: Workdir, path: str, server: str | None, token: str | None, m
         response = _request("POST", f"{url}/api/submissions", token,
                             files={"file": (Path(path).name, handle, "text/csv")},
                             data={"message": message})
-    body = _answer(response, 201, ("id", "metric", "score", "interval", "rank",
-                                   "remaining_today", "resets_at"))
+    body = _answer(response, 201, schemas.Scored)
     return {"submission": path, "id": body["id"], "metric": body["metric"],
             "public_score": body["score"], "interval": body["interval"], "rank": body["rank"],
             "remaining_today": body["remaining_today"], "resets_at": body["resets_at"]}
@@ -154,7 +158,8 @@ def submissions(workdir: Workdir, server: str | None, token: str | None,
     """The team's own submissions with their public scores."""
     found = Competition.find(workdir, competition)
     url, token = find_server(server, found), find_token(token)
-    return _answer(_request("GET", f"{url}/api/submissions", token), 200, ("team", "submissions"))
+    return _answer(_request("GET", f"{url}/api/submissions", token), 200,
+                   schemas.TeamSubmissions)
 
 
 def select_final(workdir: Workdir, submission_id: int, final: bool, server: str | None,
@@ -164,5 +169,5 @@ def select_final(workdir: Workdir, submission_id: int, final: bool, server: str 
     url, token = find_server(server, found), find_token(token)
     response = _request("PUT", f"{url}/api/submissions/{submission_id}/final", token,
                         json={"final": final})
-    body = _answer(response, 200, ("id", "final", "score"), names_a_submission=True)
+    body = _answer(response, 200, schemas.SubmissionView, names_a_submission=True)
     return {"id": body["id"], "final": body["final"], "score": body["score"]}

@@ -96,7 +96,7 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]],
             room -= sizes[index] + 3
     shown.sort()
     left_out = [str(columns[i]) for i in range(len(columns)) if i not in shown]
-    out = Table(title=Text(str(title)), title_justify="left",
+    out = Table(title=Text(visible(str(title))), title_justify="left",
                 caption=Text(f"left out at this width: {', '.join(left_out)}")
                 if left_out else None, caption_justify="left")
     for index in shown:

@@ -119,7 +119,8 @@ def test_participant_flow_from_bundle_to_private_board(hosted, organiser, tmp_pa
     assert not (participant / "competitions" / joined["competition"] / "private").exists()
 
 
-def test_unsafe_token_files_and_unusable_tokens_are_refused(organiser, tmp_path, capsys, monkeypatch):
+def test_unsafe_token_files_and_unusable_tokens_are_refused(organiser, tmp_path, capsys,
+                                                           monkeypatch):
     monkeypatch.delenv("KIT_TOKEN", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     token = tmp_path / "poster-genre-kit" / "token"
@@ -146,3 +147,67 @@ def test_unsafe_token_files_and_unusable_tokens_are_refused(organiser, tmp_path,
                                "--server", "http://127.0.0.1:9", *options)
         assert code == 4 and f"{source}" in err and "no usable token" in err, (source, err)
         monkeypatch.delenv("KIT_TOKEN", raising=False)
+
+
+@contextmanager
+def canned_json_server(answers):
+    """A real HTTP server on a free port answering each request with the next (status, body)
+    of ``answers`` as JSON: what some other server, or a broken one, might send."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    queue = list(answers)
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = queue.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        do_GET = do_POST = do_PUT = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_answer_is_read_as_the_api_promises_it(workdir, capsys, monkeypatch):
+    """An answer of the wrong shape ended in a traceback (a score that is text, a one-number
+    interval), and the fields a server sends were printed with their control characters."""
+    from kit.cli import main as kit_main
+    monkeypatch.setenv("KIT_TOKEN", "secret")
+    sample = str(next(workdir.glob("competitions/*/public/sample_submission.csv")))
+    scored = {"id": 7, "status": "scored", "created_at": "2026-12-07T01:00:00Z",
+              "filename": "s.csv", "message": "", "kind": "probabilities", "sha256": "ab",
+              "score": 0.25, "interval": [0.2, 0.3], "public": {}, "problems": None,
+              "final": False, "metric": "f1_macro\x1b[2J", "rank": 1, "remaining_today": 4,
+              "invalid_remaining_today": 20, "resets_at": "tomorrow\x1b[31m"}
+    broken = [{**scored, "score": "high"}, {**scored, "interval": [0.2]},
+              {key: value for key, value in scored.items() if key != "rank"}]
+    with canned_json_server([(201, body) for body in broken]) as url:
+        for body in broken:
+            code, _, err = run_cli(capsys, "submit", sample, "--workdir", str(workdir),
+                                   "--server", url)
+            assert code == 1 and "not as a poster-genre-kit grading server" in err, err
+            assert "Traceback" not in err
+    team = {"team": "red\x1b[2J", "remaining_today": 4, "invalid_remaining_today": 20,
+            "resets_at": "tomorrow\x1b[31m", "submissions": [scored]}
+    with canned_json_server([(201, scored), (200, team)]) as url:
+        assert kit_main(["submit", sample, "--workdir", str(workdir), "--server", url]) == 0
+        assert kit_main(["submissions", "--workdir", str(workdir), "--server", url]) == 0
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "f1_macro\\x1b[2J 0.2500 [0.200, 0.300], rank 1" in err, err
+    assert "submissions of team red\\x1b[2J" in err and "resets at tomorrow\\x1b[31m" in err

@@ -5,9 +5,13 @@ adds ``errors``, one entry per problem. A file that is not a valid submission an
 the recorded submission and its problems."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+Interval = Annotated[list[float], Field(min_length=2, max_length=2,
+                                        description="low and high end")]
 
 
 class Problem(BaseModel):
@@ -69,7 +73,7 @@ class SubmissionView(BaseModel):
     kind: str | None = Field(description="probabilities, decisions or labels, once scored")
     sha256: str
     score: float | None = Field(description="the public score by the competition's metric")
-    interval: list[float] | None = Field(description="its 95% bootstrap interval")
+    interval: Interval | None = Field(description="its 95% bootstrap interval")
     public: dict[str, Any] | None = Field(description="every metric on the public part")
     problems: list[str] | None = Field(description="why the file is invalid or failed")
     final: bool
@@ -106,7 +110,7 @@ class BoardRow(BaseModel):
     rank: int | None
     score: float | None
     baseline: bool | None = None
-    interval: list[float] | None = None
+    interval: Interval | None = None
     entries: int | None = None
     last_submission: str | None = None
     best: int | None = None
