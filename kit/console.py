@@ -13,18 +13,34 @@ from rich.text import Text
 
 from kit.errors import visible
 
+
+def inert(text: str) -> str:
+    """``text`` with its control characters but the line break shown as escapes, so a path or a
+    genre holding ESC cannot drive the terminal."""
+    return "\n".join(visible(line) for line in str(text).split("\n"))
+
+
+class InertConsole(Console):
+    """A console that prints every string as data: its control characters shown as escapes
+    (a path given as --out, a genre name of the data set), wherever a message quotes it."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        super().print(*(inert(item) if isinstance(item, str) else item for item in objects),
+                      **options)
+
+    def rule(self, title: str = "", **options: Any) -> None:
+        super().rule(inert(title) if isinstance(title, str) else title, **options)
+
+
 # Human-facing output goes to stderr so that `--json` leaves stdout to one JSON object.
 # markup off: text is data (a genre named "[/x] action", a path "[bold]"), styles are given
 # as styles; ":x:" in data stays text
-console = Console(stderr=True, markup=False, highlight=False, emoji=False)
+console = InertConsole(stderr=True, markup=False, highlight=False, emoji=False)
 
 
 def print_error(message: str, problems: Iterable[str] = (), title: str = "error:") -> None:
-    """A refusal on the terminal: ``title`` and ``message``, then one line per problem, with what
-    they quote made inert: control characters but the line break shown as escapes, so a path
-    holding ESC cannot drive the terminal."""
-    def inert(text: str) -> str:
-        return "\n".join(visible(line) for line in str(text).split("\n"))
+    """A refusal on the terminal: ``title`` and ``message``, then one line per problem, each
+    printed inert."""
     console.print(Text.assemble((title, "bold red"), " ", inert(message)), soft_wrap=True)
     for problem in problems:
         console.print(f"  - {inert(problem)}", soft_wrap=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from kit.arguments import (WORKERS, add_scheduler_argument, message_text, path_text, server_url,
                            usable_name, whole)
 from kit.console import console, table
-from kit.errors import visible
 from kit.workdir import Workdir
 
 
@@ -28,11 +27,11 @@ def cmd_submit(args) -> dict:
                     args.message, args.competition, args.check)
     if not args.json and not args.check:
         score, span = result["public_score"], result["interval"]
-        console.print(f"scored: public {visible(result['metric'])} "
+        console.print(f"scored: public {result['metric']} "
                       + (f"{score:.4f}" if score is not None else "-")
                       + (f" [{span[0]:.3f}, {span[1]:.3f}]" if span else "")
                       + f", rank {result['rank']}; {result['remaining_today']} submissions left "
-                        f"today (the limit resets at {visible(result['resets_at'])})")
+                        f"today (the limit resets at {result['resets_at']})")
         return None
     return result
 
@@ -49,7 +48,7 @@ def cmd_submissions(args) -> dict:
               else "-", "yes" if s["final"] else "", s["filename"],
               s["message"][:40]] for s in result["submissions"])))
         console.print(f"{result['remaining_today']} submissions left today; the limit resets at "
-                      f"{visible(result['resets_at'])}")
+                      f"{result['resets_at']}")
         return None
     return result
 

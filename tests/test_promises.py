@@ -64,6 +64,21 @@ def test_an_error_shows_control_characters_it_quotes_as_escapes(workdir):
         assert "\x1b" not in done.stderr and "x\\x1b[2J\\x1b[31m.csv" in done.stderr, done.stderr
 
 
+def test_a_finished_command_shows_control_characters_it_quotes_as_escapes(workdir,
+                                                                          competition, tmp_path):
+    """`eval leaderboard --out` printed the folder it wrote raw: every string the console
+    prints is shown inert, not only the errors."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    shutil.copy(competition.public / "sample_submission.csv", folder / "a.csv")
+    out = "board\x1b[2J\x1b[31m"
+    done = run("eval", "leaderboard", str(folder), "--workdir", str(workdir), "--out", out,
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / out / "leaderboard.html").is_file()
+    assert "\x1b" not in done.stderr and "board\\x1b[2J\\x1b[31m/leaderboard.md" in done.stderr
+
+
 def test_an_answer_key_that_is_no_csv_is_one_clear_message(workdir, competition, tmp_path):
     """An empty or UTF-16 --answers file ended in pandas' traceback."""
     sample = str(competition.public / "sample_submission.csv")
