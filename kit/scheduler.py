@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -108,7 +111,7 @@ def _in_process_pool(task: Callable, jobs: list, processes: int) -> Iterator:
     handing out jobs; a dead worker (killed, out of memory) is one clear message."""
     threads = max(1, (os.cpu_count() or 1) // processes)
     pool = ProcessPoolExecutor(processes, mp_context=_fork_server(), initializer=_start_worker,
-                               initargs=(threads,))
+                               initargs=(threads, os.getpid()))
     try:
         futures = [pool.submit(task, job) for job in jobs]
         for future in as_completed(futures):
@@ -121,14 +124,38 @@ def _in_process_pool(task: Callable, jobs: list, processes: int) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_worker(threads: int) -> None:
-    """A pool worker leaves Ctrl-C to the parent and computes on its share of the cores: with
-    torch's default of a thread per core in every worker, a pool embedding Lite0 took 67 to 76 s
-    for the real posters' full view, against 55 s on one thread each (2 cores; Dask's workers
-    get the same setting from Dask)."""
+def _start_worker(threads: int, parent: int) -> None:
+    """A pool worker leaves Ctrl-C to the parent, ends with it, and computes on its share of the
+    cores: with torch's default of a thread per core in every worker, a pool embedding Lite0
+    took 67 to 76 s for the real posters' full view, against 55 s on one thread each (2 cores;
+    Dask's workers get the same setting from Dask)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_after, args=(parent,), daemon=True).start()
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):    # read when torch is imported
         os.environ[variable] = str(threads)
+
+
+def _exit_after(parent: int) -> None:
+    """End this worker once ``parent`` has ended, however it ended: a parent killed outright
+    (kill -9, the out-of-memory killer) cannot shut its pool down, and its workers, each holding
+    a backbone's memory, waited for jobs for ever."""
+    try:
+        handle = os.pidfd_open(parent)          # readable once the process has ended
+        select.select([handle], [], [])
+    except ProcessLookupError:                  # ended already
+        pass
+    except AttributeError:                      # no pidfd (not Linux): look once a second
+        while _running(parent):
+            time.sleep(1)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _fork_server():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw
 from kit.console import track
 from kit.errors import KitError
 from kit.files import atomic_path, write_csv
+from kit.scheduler import run_jobs
 
 GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family",
           "Fantasy", "History", "Horror", "Music", "Mystery", "Romance", "Science Fiction",
@@ -65,6 +65,7 @@ CUE_RATE = 0.8
 DISTRACTOR_RATE = 0.3
 WIDTH, HEIGHT = 230, 345
 FIRST_ID = 1_000_001
+FILMS_PER_JOB = 64        # a job writes this many posters: few jobs, each worth a process hop
 SHAPES = ["circle", "triangle", "bar", "box", "ring", "diamond", "cross"]
 WORDS = ["night", "last", "city", "love", "dark", "summer", "return", "house", "blood", "star",
          "river", "king", "ghost", "road", "little", "secret", "war", "dream", "wild", "lost"]
@@ -167,8 +168,13 @@ def render_poster(genres: list[str], rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
-def _make_film(args: tuple[int, int, str]) -> tuple[int, list[str], str, int]:
-    seed, index, poster_dir = args
+def _make_films(job: tuple[int, int, int, str]) -> list[tuple[int, list[str], str, int]]:
+    """Films ``start`` to ``stop`` - 1: each one's poster written, its row returned."""
+    seed, start, stop, poster_dir = job
+    return [_make_film(seed, index, poster_dir) for index in range(start, stop)]
+
+
+def _make_film(seed: int, index: int, poster_dir: str) -> tuple[int, list[str], str, int]:
     rng = np.random.default_rng([seed, index])
     film_id = FIRST_ID + index
     genres = draw_labels(rng)
@@ -199,10 +205,11 @@ def synthesize(out: str | os.PathLike, n: int, seed: int = 0, workers: int | Non
             (out / name).unlink(missing_ok=True)
     poster_dir = out / "posters"
     poster_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, str(poster_dir)) for i in range(n)]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    with ProcessPoolExecutor(workers) as pool:
-        films = list(track(pool.map(_make_film, jobs, chunksize=64), n, "synthesising", "posters"))
+    jobs = [(seed, start, min(start + FILMS_PER_JOB, n), str(poster_dir))
+            for start in range(0, n, FILMS_PER_JOB)]
+    made = run_jobs(_make_films, jobs, workers=workers or min(os.cpu_count() or 1, 8))
+    films = sorted(film for batch in track(made, n, "synthesising", "posters", size=len)
+                   for film in batch)
     genre_rows = [(film_id, g) for film_id, genres, _, _ in films for g in genres]
     write_csv(out / "genres.csv", pd.DataFrame(genre_rows, columns=["id", "genre"]))
     movies = pd.DataFrame([(film_id, title, year) for film_id, _, title, year in films],

@@ -174,3 +174,22 @@ def test_a_run_is_trained_by_one_process_at_a_time(workdir, folds):
     resumed = subprocess.run([*command, "--epochs", "1"], capture_output=True, text=True,
                              env=ONE_THREAD, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_pool_workers_end_with_a_parent_killed_outright(tmp_path):
+    """kill -9 of `kit synth` (or of kit prepare or an embedding, on the same pool) left its
+    workers waiting for jobs for ever: orphans holding memory, a backbone each when embedding."""
+    import psutil
+    process = subprocess.Popen(kit("synth", "--out", str(tmp_path / "s"), "--n", "100000",
+                                   "--workers", "2"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ONE_THREAD)
+    deadline = time.monotonic() + 120
+    while count(tmp_path / "s" / "posters", "*.jpg") < 10:     # the workers are at work
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    assert len(descendants) >= 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=60)
+    assert not alive, [p.cmdline()[-4:] for p in alive]
