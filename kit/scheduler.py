@@ -144,8 +144,8 @@ def _exit_after(parent: int) -> None:
         select.select([handle], [], [])
     except ProcessLookupError:                  # ended already
         pass
-    except AttributeError:                      # no pidfd (not Linux): look once a second
-        while _running(parent):
+    except (AttributeError, OSError):           # no pidfd (not Linux, an old kernel):
+        while _running(parent):                 # look once a second
             time.sleep(1)
     os._exit(1)
 

@@ -158,3 +158,26 @@ def test_pool_workers_share_the_cores_instead_of_each_taking_them_all():
     cores = os.cpu_count() or 1
     assert set(run_jobs(torch_threads, list(range(4)), "auto", workers=2)) == {max(1, cores // 2)}
     assert set(run_jobs(torch_threads, [0, 1], "auto", workers=cores + 1)) == {max(1, cores // 2)}
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_a_pool_worker_ends_once_its_parent_has_ended(pidfd):
+    """The watch each pool worker keeps on the command that started it, on the pidfd and on
+    the once-a-second look of a system without one (macOS, an old kernel)."""
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    watcher = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        + ("" if pidfd else "del os.pidfd_open\n")
+        + "from kit.scheduler import _start_worker\n"
+        f"_start_worker(1, {parent.pid})\n"
+        "print('watching', flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline() == "watching\n"
+        assert watcher.poll() is None               # the parent lives: the worker too
+        parent.kill()
+        parent.wait()
+        assert watcher.wait(timeout=60) == 1        # ended by its watch, not by the sleep
+    finally:
+        parent.kill()
+        watcher.kill()
