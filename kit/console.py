@@ -43,7 +43,7 @@ def print_error(message: str, problems: Iterable[str] = (), title: str = "error:
     printed inert."""
     console.print(Text.assemble((title, "bold red"), " ", inert(message)), soft_wrap=True)
     for problem in problems:
-        console.print(f"  - {inert(problem)}", soft_wrap=True)
+        console.print(f"  - {problem}", soft_wrap=True)     # printed inert by the console
 
 
 def progress(transient: bool = False) -> Progress:
