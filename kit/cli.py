@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=path_text, required=True, help="folder to write")
     sub.add_argument("--n", type=whole(1, 10**7), default=3000, help="films (default: %(default)s)")
     sub.add_argument("--seed", type=SEED, default=0)
-    sub.add_argument("--workers", type=WORKERS, default=None, help="processes (default: all cores)")
+    sub.add_argument("--workers", type=WORKERS, default=None,
+                     help="processes (default: all cores, at most 8)")
     sub.add_argument("--force", action="store_true",
                      help="replace the data set in a folder that is not empty")
 

@@ -166,7 +166,7 @@ def test_a_pool_worker_ends_once_its_parent_has_ended(pidfd):
     the once-a-second look of a system without one (macOS, an old kernel)."""
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     watcher = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys, time\n"
+        "import os, time\n"
         + ("" if pidfd else "del os.pidfd_open\n")
         + "from kit.scheduler import _start_worker\n"
         f"_start_worker(1, {parent.pid})\n"
