@@ -71,7 +71,7 @@ def _read_head(path: Path, rows: int = 200, strict: bool = False) -> pd.DataFram
     at, repeated names are told apart by their position instead."""
     try:
         head = pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False,
-                           encoding="utf-8-sig", header=None)
+                           encoding="utf-8-sig", header=None, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise KitError(f"{path} is not a readable CSV file: {error}") from None
     names = [str(name).strip() for name in head.iloc[0]]
@@ -191,7 +191,7 @@ def read_labels(source: Source, chunksize: int = DEFAULT_CHUNKSIZE
     try:
         chunks = read_chunks(source.labels, "reading labels", chunksize=chunksize, dtype=str,
                              keep_default_na=False, encoding="utf-8-sig", header=0,
-                             names=list(head.columns))
+                             names=list(head.columns), skipinitialspace=True)
         for first_row, chunk in _numbered(chunks):
             ids = chunk[id_column].str.strip()
             genre_lists = (_wide_genres(chunk, genre_columns, first_row)

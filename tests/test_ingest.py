@@ -95,6 +95,20 @@ def test_duplicate_rows_and_odd_genre_names(letterboxd_dir):
     assert catalogue.notes["genre names with '|' dropped"] == 1
 
 
+def test_spaces_after_the_separators_do_not_make_new_genres(letterboxd_dir, tmp_path):
+    """A hand-written label file with a space after each comma (`tt1, "Drama"`) kept the
+    quotes of a quoted field: '"Drama"' became a genre of its own beside Drama."""
+    with open(letterboxd_dir / "genres.csv", "a", encoding="utf-8", newline="") as handle:
+        handle.write(' 1000001 , "Drama" \r\ntt0086383,  "Crime"\r\n')
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert films["1000001"] == "Drama" and films["tt0086383"] == "Action|Crime"
+    assert catalogue.notes["duplicate label rows"] == 1
+    (tmp_path / "list" / "posters").mkdir(parents=True)
+    (tmp_path / "list" / "labels.csv").write_text('id, genres\n7, "Drama|Comedy"\n')
+    (tmp_path / "list" / "posters" / "7.jpg").write_bytes(jpeg_bytes())
+    assert catalogue_of(tmp_path / "list")[0] == {"7": "Comedy|Drama"}
+
+
 def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
     with pytest.raises(KitError, match="does not exist"):
         find_source(tmp_path / "nope")
