@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from kit.errors import KitError
-from kit.ingest import SCHEMA_ROWS, build_catalogue, find_source, parse_genre_list
+from kit.ingest import build_catalogue, find_source
+from kit.label_file import SCHEMA_ROWS, parse_genre_list
 from tests.conftest import jpeg_bytes
 
 

@@ -1,0 +1,178 @@
+"""A data set's label file: which layout it is in, and its rows read in chunks into each
+film's genres, with what was odd about them counted.
+"""
+from __future__ import annotations
+
+import ast
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from kit.console import read_chunks
+from kit.errors import KitError
+
+LAYOUTS = ("letterboxd", "wide", "list")
+ID_COLUMNS = ("id", "imdbid", "imdb_id", "movie_id", "film_id", "tconst")
+GENRE_LIST_COLUMNS = ("genres", "genre", "genre_list", "labels")
+DEFAULT_CHUNKSIZE = 500_000
+SCHEMA_ROWS = 10_000        # rows read to decide a wide file's genre columns, whatever --chunksize
+BINARY_VALUES = {"0", "1", "0.0", "1.0", ""}     # a blank cell in a wide file means 0
+MISSING = {"nan", "none", "null", "na", "n/a"}     # a missing value, never a genre name
+# Characters that end a line somewhere (str.splitlines, CSV readers): a genre name holding one
+# would split into phantom genres in genres.txt.
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def unsafe_id(film_id: str) -> bool:
+    """True for ids that could name a path outside the poster folder."""
+    return (not film_id or film_id in (".", "..") or "/" in film_id or "\\" in film_id
+            or "\x00" in film_id or film_id.startswith("..") or os.path.isabs(film_id))
+
+
+def _id_column(columns) -> str | None:
+    for column in columns:
+        if str(column).strip().lower() in ID_COLUMNS:
+            return column
+    return None
+
+
+def _read_head(path: Path, rows: int = 200, strict: bool = False) -> pd.DataFrame:
+    """The header and first ``rows`` rows as text. A repeated column name is an error when
+    ``strict`` (reading labels); for detecting a layout, where any CSV of the folder is looked
+    at, repeated names are told apart by their position instead."""
+    try:
+        head = pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False,
+                           encoding="utf-8-sig", header=None, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise KitError(f"{path} is not a readable CSV file: {error}") from None
+    names = [str(name).strip() for name in head.iloc[0]]
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated and strict:
+        raise KitError(f"{path} repeats the column names {', '.join(map(repr, repeated))}; "
+                       "each column needs its own name")
+    if repeated:
+        names = [f"{name} ({position})" if name in repeated else name
+                 for position, name in enumerate(names)]
+    return pd.DataFrame(head.iloc[1:].to_numpy(), columns=names)
+
+
+def _is_binary(series: pd.Series) -> bool:
+    values = set(series.str.strip().unique())
+    return bool(values - {""}) and values <= BINARY_VALUES
+
+
+def check_genre_name(name: str) -> None:
+    """Refuse a genre name that no list or submission could hold exactly."""
+    if any(character in LINE_BREAKS for character in name):
+        raise KitError(f"the genre name {name!r} holds a line break; rename it in the label file")
+    if name.lower() == "id":
+        raise KitError(f"a genre may not be named {name!r}: submissions use that column for the "
+                       "film id; rename it in the label file")
+
+
+def classify_csv(path: Path) -> str | None:
+    """The layout a label CSV is in, or None when it is not a label file of a known layout."""
+    head = _read_head(path)
+    id_column = _id_column(head.columns)
+    if id_column is None:
+        return None
+    lowered = {str(c).strip().lower(): c for c in head.columns}
+    binary = [c for c in head.columns if c != id_column and _is_binary(head[c])]
+    if len(binary) >= 2:
+        return "wide"
+    if path.name == "genres.csv" and "genre" in lowered:
+        return "letterboxd"
+    if any(name in lowered for name in GENRE_LIST_COLUMNS):
+        return "list"
+    return None
+
+
+def parse_genre_list(text: str) -> list[str]:
+    """Split ``Drama|Comedy`` or ``['Drama', 'Comedy']`` into genre names."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, (list, tuple)):
+            return [str(v) for v in value]
+        text = text[1:-1]
+    return text.split("|") if "|" in text or "," not in text else text.split(",")
+
+
+def read_labels(path: Path, layout: str, chunksize: int = DEFAULT_CHUNKSIZE
+                ) -> tuple[dict[str, set[str]], Counter, list[str]]:
+    """Read the label file ``path`` (of ``layout``) in chunks into ``{id: {genres}}``; also
+    count anomalies.
+
+    Returns the labels, a Counter of notes (duplicate rows, dropped genre names) and the ids
+    rejected as unsafe.
+    """
+    labels: dict[str, set[str]] = defaultdict(set)
+    notes: Counter = Counter()
+    unsafe: set[str] = set()
+    head = _read_head(path, SCHEMA_ROWS, strict=True)    # the schema, decided once
+    id_column = _id_column(head.columns)
+    genre_columns = ([c for c in head.columns if c != id_column and _is_binary(head[c])]
+                     if layout == "wide" else [])
+    checked: set[str] = set()
+    try:
+        chunks = read_chunks(path, "reading labels", chunksize=chunksize, dtype=str,
+                             keep_default_na=False, encoding="utf-8-sig", header=0,
+                             names=list(head.columns), skipinitialspace=True)
+        for first_row, chunk in _numbered(chunks):
+            ids = chunk[id_column].str.strip()
+            genre_lists = (_wide_genres(chunk, genre_columns, first_row)
+                           if layout == "wide" else _chunk_genres(chunk, layout))
+            for film_id, genres in zip(ids, genre_lists):
+                if unsafe_id(film_id):
+                    unsafe.add(film_id)
+                    continue
+                for genre in genres:
+                    genre = genre.strip()
+                    if not genre or genre.lower() in MISSING:
+                        continue
+                    if "|" in genre:
+                        notes["genre names with '|' dropped"] += 1
+                        continue
+                    if genre not in checked:
+                        check_genre_name(genre)
+                        checked.add(genre)
+                    if genre in labels[film_id]:
+                        notes["duplicate label rows"] += 1
+                    labels[film_id].add(genre)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise KitError(f"cannot read {path}: {error}") from None
+    return dict(labels), notes, sorted(unsafe)
+
+
+def _numbered(chunks):
+    """(number of the chunk's first data row, chunk) pairs."""
+    first = 1
+    for chunk in chunks:
+        yield first, chunk
+        first += len(chunk)
+
+
+def _chunk_genres(chunk: pd.DataFrame, layout: str):
+    if layout == "letterboxd":
+        column = next(c for c in chunk.columns if str(c).strip().lower() == "genre")
+        return ([g] for g in chunk[column])
+    column = next(c for c in chunk.columns if str(c).strip().lower() in GENRE_LIST_COLUMNS)
+    return (parse_genre_list(text) for text in chunk[column])
+
+
+def _wide_genres(chunk: pd.DataFrame, genre_columns: list[str], first_row: int):
+    """Genre names of each row of a wide file: 1 marks a genre, 0 or a blank cell does not;
+    any other value is an error naming its row and column."""
+    cells = chunk[genre_columns].apply(lambda column: column.str.strip())
+    bad = ~cells.isin(BINARY_VALUES)
+    if bad.to_numpy().any():
+        row, column = next(zip(*bad.to_numpy().nonzero()))
+        raise KitError(f"row {first_row + row} column {genre_columns[column]!r} holds "
+                       f"{cells.iat[row, column]!r}; a genre column holds 0, 1 or nothing")
+    flags = cells.isin({"1", "1.0"}).to_numpy()
+    return ([genre_columns[j] for j in row.nonzero()[0]] for row in flags)
