@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from kit.errors import KitError
-from kit.label_file import DEFAULT_CHUNKSIZE, LAYOUTS, classify_csv, read_labels
+from kit.label_file import (DEFAULT_CHUNKSIZE, LAYOUTS, classify_csv, read_labels,
+                            separator_hint)
 
 POSTER_DIRS = ("posters", "Posters", "images", "Images", "poster")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -74,8 +75,9 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
                   "list": "a CSV with columns id,genres"}
         expected = [wanted[layout]] if layout else list(wanted.values())
         seen = ", ".join(p.name for p in candidates) or "no CSV file"
+        hints = "".join(f"; {hint}" for hint in map(separator_hint, candidates) if hint)
         raise KitError(f"no label file found in {root} (saw {seen}); expected "
-                       + " or ".join(expected))
+                       + " or ".join(expected) + hints)
     poster_dir = Path(posters) if posters else next(
         (root / name for name in POSTER_DIRS if (root / name).is_dir()), None)
     if poster_dir is None:

@@ -46,7 +46,7 @@ def _read_head(path: Path, rows: int = 200, strict: bool = False) -> pd.DataFram
         head = pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False,
                            encoding="utf-8-sig", header=None, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise KitError(f"{path} is not a readable CSV file: {error}") from None
+        raise _unreadable(path, error) from None
     names = [str(name).strip() for name in head.iloc[0]]
     repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated and strict:
@@ -145,8 +145,44 @@ def read_labels(path: Path, layout: str, chunksize: int = DEFAULT_CHUNKSIZE
                         notes["duplicate label rows"] += 1
                     labels[film_id].add(genre)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise KitError(f"cannot read {path}: {error}") from None
+        raise _unreadable(path, error) from None
+    alike = _alike_but_for_case(checked)
+    if alike:
+        notes[f"genre names differing only in case, kept apart ({'; '.join(alike)})"] = \
+            len(alike)
     return dict(labels), notes, sorted(unsafe)
+
+
+def _unreadable(path: Path, error: Exception) -> KitError:
+    """The one message for a label file pandas cannot read; text in another encoding is told
+    what to do (the byte's position is left out: pandas counts it within its read buffer)."""
+    if isinstance(error, UnicodeDecodeError):
+        byte = error.object[error.start:error.start + 1].hex()
+        return KitError(f"{path} is not UTF-8 text (it holds the byte 0x{byte}, as Latin-1, "
+                        "Windows-1252 or UTF-16 text does); save it as UTF-8 CSV")
+    return KitError(f"{path} is not a readable CSV file: {error}")
+
+
+def _alike_but_for_case(genres: set[str]) -> list[str]:
+    """Groups of genre names that only case tells apart (``Drama / drama``), each sorted."""
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for genre in sorted(genres):
+        spellings[genre.casefold()].append(genre)
+    return [" / ".join(names) for names in spellings.values() if len(names) > 1]
+
+
+def separator_hint(path: Path) -> str:
+    """A hint when the first line of ``path`` separates its columns with semicolons or tabs
+    instead of commas, as spreadsheets set to some languages save CSV; else ""."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline(10_000)
+    except OSError:
+        return ""
+    for name, separator in (("semicolons", ";"), ("tabs", "\t")):
+        if separator in first and "," not in first:
+            return f"{path.name} separates its columns with {name}: save it comma-separated"
+    return ""
 
 
 def _numbered(chunks):

@@ -110,6 +110,39 @@ def test_spaces_after_the_separators_do_not_make_new_genres(letterboxd_dir, tmp_
     assert catalogue_of(tmp_path / "list")[0] == {"7": "Comedy|Drama"}
 
 
+@pytest.mark.parametrize("separator, named", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_label_file_separated_otherwise_than_by_commas_is_told_so(letterboxd_dir, separator,
+                                                                    named):
+    """Spreadsheets set to some languages save CSV with semicolons: it was only 'no label
+    file found', with nothing to say why."""
+    path = letterboxd_dir / "genres.csv"
+    path.write_text(path.read_text().replace(",", separator))
+    with pytest.raises(KitError, match=f"genres.csv separates its columns with {named}: save "
+                                       "it comma-separated"):
+        find_source(letterboxd_dir)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_label_file_in_another_encoding_is_told_to_be_saved_as_utf8(letterboxd_dir, late):
+    """Said as 'can't decode byte 0xe9 in position 1632', a position within pandas' buffer;
+    a bad byte past the rows that decide the schema said 'cannot read' the same way."""
+    rows = "".join(f"{9000000 + n},Drama\n" for n in range(SCHEMA_ROWS + 50)) if late else ""
+    with open(letterboxd_dir / "genres.csv", "ab") as handle:
+        handle.write(f"{rows}1000001,Comédie\n".encode("latin-1"))
+    with pytest.raises(KitError, match=r"is not UTF-8 text \(it holds the byte 0xe9, .*\); "
+                                       "save it as UTF-8 CSV$"):
+        build_catalogue(find_source(letterboxd_dir), chunksize=1000)
+
+
+def test_genre_names_alike_but_for_case_are_noted(letterboxd_dir):
+    with open(letterboxd_dir / "genres.csv", "a", encoding="utf-8") as handle:
+        handle.write("tt0086383,action\n1000001,DRAMA\n")
+    films, catalogue = catalogue_of(letterboxd_dir)
+    assert films["tt0086383"] == "Action|action"
+    assert catalogue.notes["genre names differing only in case, kept apart (Action / action; "
+                           "DRAMA / Drama)"] == 2
+
+
 def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
     with pytest.raises(KitError, match="does not exist"):
         find_source(tmp_path / "nope")
