@@ -2,7 +2,8 @@
 
 Three layouts are recognised (``LAYOUTS``):
 - ``letterboxd``: ``genres.csv`` with ``id,genre`` rows (many per film), ``posters/<id>.jpg``;
-- ``wide``: a CSV with an id column and one 0/1 column per genre (``Images/<Id>.jpg``);
+- ``wide``: a CSV with an id column and one 0/1 (or false/true) column per genre
+  (``Images/<Id>.jpg``);
 - ``list``: a CSV with ``id,genres``, genres ``|``-separated or a Python-style list string.
 The label file itself is read by kit.label_file.
 """
@@ -71,7 +72,7 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
             break
     if found is None:
         wanted = {"letterboxd": "genres.csv with columns id,genre",
-                  "wide": "a CSV with an id column and one 0/1 column per genre",
+                  "wide": "a CSV with an id column and one 0/1 (or false/true) column per genre",
                   "list": "a CSV with columns id,genres"}
         expected = [wanted[layout]] if layout else list(wanted.values())
         seen = ", ".join(p.name for p in candidates) or "no CSV file"

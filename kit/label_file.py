@@ -18,7 +18,10 @@ ID_COLUMNS = ("id", "imdbid", "imdb_id", "movie_id", "film_id", "tconst")
 GENRE_LIST_COLUMNS = ("genres", "genre", "genre_list", "labels")
 DEFAULT_CHUNKSIZE = 500_000
 SCHEMA_ROWS = 10_000        # rows read to decide a wide file's genre columns, whatever --chunksize
-BINARY_VALUES = {"0", "1", "0.0", "1.0", ""}     # a blank cell in a wide file means 0
+# A wide file's cells, lower-cased: 0/1 as written by hand or NumPy, false/true as pandas,
+# Excel and R write booleans; a blank cell means 0.
+TRUE_VALUES = {"1", "1.0", "true"}
+BINARY_VALUES = TRUE_VALUES | {"0", "0.0", "false", ""}
 MISSING = {"nan", "none", "null", "na", "n/a"}     # a missing value, never a genre name
 # Characters that end a line somewhere (str.splitlines, CSV readers): a genre name holding one
 # would split into phantom genres in genres.txt.
@@ -59,7 +62,7 @@ def _read_head(path: Path, rows: int = 200, strict: bool = False) -> pd.DataFram
 
 
 def _is_binary(series: pd.Series) -> bool:
-    values = set(series.str.strip().unique())
+    values = set(series.str.strip().str.lower().unique())
     return bool(values - {""}) and values <= BINARY_VALUES
 
 
@@ -202,13 +205,15 @@ def _chunk_genres(chunk: pd.DataFrame, layout: str):
 
 
 def _wide_genres(chunk: pd.DataFrame, genre_columns: list[str], first_row: int):
-    """Genre names of each row of a wide file: 1 marks a genre, 0 or a blank cell does not;
-    any other value is an error naming its row and column."""
+    """Genre names of each row of a wide file: 1 (or true) marks a genre, 0 (or false) or a
+    blank cell does not; any other value is an error naming its row and column."""
     cells = chunk[genre_columns].apply(lambda column: column.str.strip())
-    bad = ~cells.isin(BINARY_VALUES)
+    lowered = cells.apply(lambda column: column.str.lower())
+    bad = ~lowered.isin(BINARY_VALUES)
     if bad.to_numpy().any():
         row, column = next(zip(*bad.to_numpy().nonzero()))
         raise KitError(f"row {first_row + row} column {genre_columns[column]!r} holds "
-                       f"{cells.iat[row, column]!r}; a genre column holds 0, 1 or nothing")
-    flags = cells.isin({"1", "1.0"}).to_numpy()
+                       f"{cells.iat[row, column]!r}; a genre column holds 0, 1 (or false, "
+                       "true) or nothing")
+    flags = lowered.isin(TRUE_VALUES).to_numpy()
     return ([genre_columns[j] for j in row.nonzero()[0]] for row in flags)

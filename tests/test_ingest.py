@@ -28,10 +28,14 @@ def test_chunked_reading_gives_the_same_table(letterboxd_dir):
     pd.testing.assert_frame_equal(whole, chunked)
 
 
-def test_wide_one_hot_layout(tmp_path):
+@pytest.mark.parametrize("flag", [int, bool, lambda value: str(bool(value)).upper()])
+def test_wide_one_hot_layout(tmp_path, flag):
+    """0/1, or the booleans pandas (True/False) and Excel or R (TRUE/FALSE) write: once 'no
+    label file found'."""
     (tmp_path / "Images").mkdir()
+    genres = {"Action": [0, 1, 1], "Drama": [1, 0, 1], "Science Fiction": [0, 0, 1]}
     pd.DataFrame({"Id": ["tt01", "tt02", "tt03"], "Genre": ["['Drama']", "[]", "x"],
-                  "Action": [0, 1, 1], "Drama": [1, 0, 1], "Science Fiction": [0, 0, 1]}
+                  **{name: list(map(flag, values)) for name, values in genres.items()}}
                  ).to_csv(tmp_path / "train.csv", index=False)
     for film_id in ["tt01", "tt02", "tt03"]:
         (tmp_path / "Images" / f"{film_id}.jpg").write_bytes(jpeg_bytes())
