@@ -4,7 +4,8 @@ Three layouts are recognised (``LAYOUTS``):
 - ``letterboxd``: ``genres.csv`` with ``id,genre`` rows (many per film), ``posters/<id>.jpg``;
 - ``wide``: a CSV with an id column and one 0/1 (or false/true) column per genre
   (``Images/<Id>.jpg``);
-- ``list``: a CSV with ``id,genres``, genres ``|``-separated or a Python-style list string.
+- ``list``: a CSV with ``id,genres``, genres separated by ``|``, ``;`` or ``,``, or a
+  Python-style list string.
 The label file itself is read by kit.label_file.
 """
 from __future__ import annotations

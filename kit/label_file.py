@@ -93,7 +93,9 @@ def classify_csv(path: Path) -> str | None:
 
 
 def parse_genre_list(text: str) -> list[str]:
-    """Split ``Drama|Comedy`` or ``['Drama', 'Comedy']`` into genre names."""
+    """Split ``Drama|Comedy``, ``Drama; Comedy``, ``Drama, Comedy``, ``['Drama', 'Comedy']`` or
+    TMDB's ``[{'id': 18, 'name': 'Drama'}, ...]`` into genre names (the first of ``|``, ``;``
+    and ``,`` a text holds separates it)."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         try:
@@ -101,9 +103,11 @@ def parse_genre_list(text: str) -> list[str]:
         except (ValueError, SyntaxError):
             value = None
         if isinstance(value, (list, tuple)):
-            return [str(v) for v in value]
+            return [str(v["name"]) if isinstance(v, dict) and "name" in v else str(v)
+                    for v in value]
         text = text[1:-1]
-    return text.split("|") if "|" in text or "," not in text else text.split(",")
+    separator = next((mark for mark in "|;," if mark in text), "|")
+    return text.split(separator)
 
 
 def read_labels(path: Path, layout: str, chunksize: int = DEFAULT_CHUNKSIZE

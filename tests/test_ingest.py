@@ -58,6 +58,11 @@ def test_genre_list_parsing():
     assert parse_genre_list("['Drama', \"Kids, Family\"]") == ["Drama", "Kids, Family"]
     assert parse_genre_list("Drama|Comedy") == ["Drama", "Comedy"]
     assert parse_genre_list("Drama") == ["Drama"]
+    assert parse_genre_list("Drama; Comedy") == ["Drama", " Comedy"]    # stripped when read
+    assert parse_genre_list("Crime, Noir|Drama") == ["Crime, Noir", "Drama"]
+    # TMDB's movies_metadata.csv: once the genre "{'id': 18, 'name': 'Drama'}"
+    assert parse_genre_list("[{'id': 18, 'name': 'Drama'}, {'id': 35, 'name': 'Comedy'}]") \
+        == ["Drama", "Comedy"]
 
 
 def test_ids_that_escape_the_poster_folder_are_rejected(letterboxd_dir):
