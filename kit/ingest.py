@@ -136,8 +136,23 @@ def build_catalogue(source: Source, chunksize: int = DEFAULT_CHUNKSIZE) -> Catal
             continue
         rows.append((film_id, "|".join(sorted(genres)),
                      os.path.relpath(source.posters / posters[film_id], source.root)))
+    if not rows:
+        raise KitError(_nothing_joined(source, labels, posters))
     unlabelled = sorted(set(posters) - set(labels))
     films = pd.DataFrame(rows, columns=["id", "genres", "poster"])
     dropped = {"no-poster": sorted(no_poster), "no-genre": unlabelled,
                "unsafe-id": unsafe, "poster-outside-folder": outside}
     return Catalogue(source=source, films=films, dropped=dropped, notes=notes)
+
+
+def _nothing_joined(source: Source, labels: dict, posters: dict) -> str:
+    """Why no film has both a genre and a poster, with examples of each side's names."""
+    if not labels:
+        return f"{source.labels} gives no film a genre"
+    if not posters:
+        return f"{source.posters} holds no poster (no {', '.join(IMAGE_SUFFIXES)} file)"
+    ids = ", ".join(map(repr, sorted(labels)[:3]))
+    names = ", ".join(map(repr, sorted(posters.values())[:3]))
+    return (f"none of the {len(labels)} films of {source.labels} has a poster in "
+            f"{source.posters} (ids such as {ids}; posters such as {names}): a poster is named "
+            "after its film's id, as <id>.jpg")

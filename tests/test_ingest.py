@@ -166,6 +166,28 @@ def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
         find_source(tmp_path, posters=str(tmp_path / "notes.csv"))   # folder ... (or give it)'
 
 
+def test_a_folder_where_no_film_has_both_a_genre_and_a_poster_is_refused(letterboxd_dir):
+    """Once a dataset of no film, stored and reported; the split after it said only 'no genre
+    has at least --min-support 10 films among 0'."""
+    labels = letterboxd_dir / "genres.csv"
+    text = labels.read_text()
+    labels.write_text("id,genre\n")
+    with pytest.raises(KitError, match="genres.csv gives no film a genre$"):
+        build_catalogue(find_source(letterboxd_dir))
+    labels.write_text(text.replace("\ntt0086567,", "\ntt0086567.jpg,").replace(
+        "\ntt0086383,", "\nx,").replace("\n1000001,", "\ny,"))
+    with pytest.raises(KitError, match=r"none of the 4 films of .*genres.csv has a poster in "
+                                       r".*posters \(ids such as '1000002', 'tt0086567.jpg', "
+                                       r"'x'; posters such as '1000001.jpg', '9999999.jpg', "
+                                       r"'tt0086383.jpg'\): a poster is named after its film's "
+                                       r"id, as <id>.jpg"):
+        build_catalogue(find_source(letterboxd_dir))
+    for poster in (letterboxd_dir / "posters").iterdir():
+        poster.unlink()
+    with pytest.raises(KitError, match=r"posters holds no poster \(no .jpg, .jpeg, "):
+        build_catalogue(find_source(letterboxd_dir))
+
+
 def test_missing_poster_folder_is_named(tmp_path):
     (tmp_path / "genres.csv").write_text("id,genre\n1,Drama\n")
     with pytest.raises(KitError, match="no poster folder.*posters/"):
