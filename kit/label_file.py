@@ -83,11 +83,15 @@ def classify_csv(path: Path) -> str | None:
         return None
     lowered = {str(c).strip().lower(): c for c in head.columns}
     binary = [c for c in head.columns if c != id_column and _is_binary(head[c])]
-    if len(binary) >= 2:
+    listed = {genre.strip() for name in GENRE_LIST_COLUMNS if name in lowered
+              for text in head[lowered[name]] for genre in parse_genre_list(text)}
+    # Beside a genre list, 0/1 columns are genres only if the list names them: TMDB's
+    # movies_metadata.csv holds the flags adult and video beside its genres.
+    if len(binary) >= 2 and (not listed or listed & {str(c).strip() for c in binary}):
         return "wide"
     if path.name == "genres.csv" and "genre" in lowered:
         return "letterboxd"
-    if any(name in lowered for name in GENRE_LIST_COLUMNS):
+    if listed or any(name in lowered for name in GENRE_LIST_COLUMNS):
         return "list"
     return None
 

@@ -54,6 +54,19 @@ def test_list_layout(tmp_path, genres):
     assert films == {"7": "Drama|Science Fiction"}
 
 
+def test_flags_beside_a_genre_list_are_not_genres(tmp_path):
+    """TMDB's movies_metadata.csv: the flags adult and video (True/False) beside a genres list
+    of {'id', 'name'} dicts; read as a wide file, they would be its only genres."""
+    (tmp_path / "posters").mkdir()
+    (tmp_path / "posters" / "862.jpg").write_bytes(jpeg_bytes())
+    pd.DataFrame({"adult": [False], "genres": ["[{'id': 16, 'name': 'Animation'}, "
+                                               "{'id': 35, 'name': 'Comedy'}]"],
+                  "id": ["862"], "video": [False]}).to_csv(tmp_path / "movies_metadata.csv",
+                                                          index=False)
+    films, catalogue = catalogue_of(tmp_path)
+    assert catalogue.source.layout == "list" and films == {"862": "Animation|Comedy"}
+
+
 def test_genre_list_parsing():
     assert parse_genre_list("['Drama', \"Kids, Family\"]") == ["Drama", "Kids, Family"]
     assert parse_genre_list("Drama|Comedy") == ["Drama", "Comedy"]
