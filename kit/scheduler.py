@@ -67,16 +67,11 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
                 os.environ.pop(WORKER_LOGGING, None)
             else:
                 os.environ[WORKER_LOGGING] = worker_logging
-        # The scheduler runs in this process: Ctrl-C mid-job made it log a gather error.
-        scheduler_log = logging.getLogger("distributed")
-        level = scheduler_log.level
-        scheduler_log.setLevel(logging.CRITICAL)
         try:
-            with Client(cluster) as client:
+            with _critical_only("distributed"), Client(cluster) as client:
                 yield client
         finally:
             cluster.close()
-            scheduler_log.setLevel(level)
         return
     try:
         client = Client(scheduler, timeout="10s")
@@ -84,6 +79,24 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
         raise KitError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
     with client:
         yield client
+
+
+@contextmanager
+def _critical_only(prefix: str) -> Iterator[None]:
+    """Loggers named ``prefix`` or below it log only critical events while inside. The local
+    scheduler and client run in this process: Ctrl-C mid-job made them log a gather error and
+    "Couldn't gather 1 keys, rescheduling" (``distributed.client`` has its own level and
+    handler, so quieting ``distributed`` alone missed it)."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == prefix or name.startswith(prefix + ".")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def run_jobs(function: Callable, jobs: list, scheduler: str = "auto",

@@ -118,6 +118,23 @@ def test_ctrl_c_is_one_clean_message_and_the_next_run_resumes(synthetic_dir, tmp
     assert len(Store(store)) == 240
 
 
+def test_the_local_cluster_logs_only_critical_events_while_it_runs():
+    """Ctrl-C mid-job on a busy machine printed distributed.client's "Couldn't gather 1 keys,
+    rescheduling" above the one line (that logger has a level and a handler of its own, so
+    quieting `distributed` alone missed it); once the cluster is closed, levels are restored."""
+    script = (
+        "import logging\n"
+        "from kit.scheduler import dask_client\n"
+        "with dask_client('local', 1):\n"
+        "    for name in ('distributed', 'distributed.client', 'distributed.client.x'):\n"
+        "        logging.getLogger(name).error('%s said something', name)\n"
+        "logging.getLogger('distributed.client').warning('heard after')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "said something" not in done.stderr and "heard after" in done.stderr, done.stderr
+
+
 def killed_by_the_system(job):
     """A shard job whose process the system kills (as the OOM killer would)."""
     os.kill(os.getpid(), signal.SIGKILL)
