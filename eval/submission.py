@@ -10,8 +10,6 @@ scored. Only the rows of test ids are kept: memory is bounded by the test set, n
 """
 from __future__ import annotations
 
-import codecs
-import csv
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from eval.columnar import plain_values
+from eval.csv_text import SubmissionError, read_header, separator_hint
 from eval.row_widths import wide_rows
 from kit.console import read_chunks
 from kit.errors import visible
@@ -29,26 +28,7 @@ from kit.labels import parse as parse_labels
 CHUNK_ROWS = 250_000
 SHOWN = 10                  # items quoted in a message
 SHOWN_CHARACTERS = 60       # of each quoted item (an id can be megabytes long)
-HEADER_BYTES = 1 << 20      # the header names the id and the genres: far less than this
 LABEL_COLUMNS = ("genres", "labels", "genre")
-# What a file that is not CSV text starts with, for a message that says what to do instead.
-NOT_CSV_SIGNATURES = (
-    (codecs.BOM_UTF32_LE, "UTF-32 text; save it as UTF-8 CSV"),
-    (codecs.BOM_UTF32_BE, "UTF-32 text; save it as UTF-8 CSV"),
-    (codecs.BOM_UTF16_LE, "UTF-16 text; save it as UTF-8 CSV"),
-    (codecs.BOM_UTF16_BE, "UTF-16 text; save it as UTF-8 CSV"),
-    (b"\x1f\x8b", "gzip-compressed; decompress it and submit the CSV"),
-    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one); submit the CSV itself"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls); export it as CSV"),
-)
-
-
-class SubmissionError(ValueError):
-    """An invalid submission; ``problems`` lists every reason, one sentence each."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass
@@ -80,41 +60,6 @@ def _cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 1] + "…"
 
 
-def read_header(path: Path) -> list[str]:
-    """The header row, after checking the file is non-empty UTF-8 text."""
-    if path.is_dir():
-        raise SubmissionError([f"{path} is a folder, not a submission file"])
-    if not path.is_file():
-        raise SubmissionError([f"{path} does not exist or is not a file"])
-    with open(path, "rb") as handle:
-        head = handle.read(HEADER_BYTES)
-    if not head.strip(codecs.BOM_UTF8 + b" \t\r\n"):
-        raise SubmissionError(["the file is empty"])
-    for signature, what in NOT_CSV_SIGNATURES:
-        if head.startswith(signature):
-            raise SubmissionError([f"the file is not CSV text: it is {what}"])
-    if b"\x00" in head:
-        raise SubmissionError(["the file is not CSV text (it contains NUL bytes)"])
-    try:
-        head.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:     # not just a character cut at the read boundary
-            raise SubmissionError([f"the file is not UTF-8 text (byte {error.start})"]) from None
-    if len(head) == HEADER_BYTES and b"\n" not in head and b"\r" not in head:
-        raise SubmissionError([f"the header line is longer than {HEADER_BYTES:,} bytes; it "
-                               "should name the id column and the genres"])
-    # The whole first record: this one parse names every column, for the checks and for the
-    # reader of the values alike.
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            first = next(csv.reader(handle, skipinitialspace=True), [])
-    except UnicodeDecodeError as error:
-        raise SubmissionError([f"the header is not UTF-8 text ({error.reason})"]) from None
-    except csv.Error as error:
-        raise SubmissionError([f"the header is not valid CSV: {error}"]) from None
-    return [name.strip() for name in first]
-
-
 def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
                     chunk_rows: int = CHUNK_ROWS) -> Submission:
     """Parse and validate ``path``; SubmissionError lists every problem found."""
@@ -125,7 +70,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     if "id" not in lowered:
         columns = f"{len(header)} column{'s' if len(header) != 1 else ''}"
         raise SubmissionError([f"no 'id' column among the header's {columns}: "
-                               f"{_listing(header)}"])
+                               f"{_listing(header)}{separator_hint(header)}"])
     unnamed = [str(position) for position, name in enumerate(header, 1) if not name]
     if unnamed:
         raise SubmissionError(["columns without a name (a comma at the end of the header?): "

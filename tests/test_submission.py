@@ -68,6 +68,9 @@ def test_decisions_are_recognised(tmp_path):
     ("film,Drama,Comedy,Science Fiction\ntt01,1,0,0\n",
      "no 'id' column among the header's 4 columns: film, Drama, Comedy, Science Fiction"),
     ("film\ntt01\n", "no 'id' column among the header's 1 column: film (1 in all)"),
+    (VALID.replace(",", ";"), "(1 in all); its columns are separated by semicolons: save it "
+                              "comma-separated"),
+    (VALID.replace(",", "\t"), "its columns are separated by tabs: save it comma-separated"),
     ("id,Drama,Comedy\ntt01,1,0\n", "missing genre columns: Science Fiction"),
     ("id,Drama,Comedy,Science Fiction,Western\ntt01,1,0,0,1\n", "unknown genre columns: Western"),
     ("id,Drama,Drama,Comedy,Science Fiction\ntt01,1,1,0,0\n", "duplicated columns: Drama"),
@@ -235,7 +238,7 @@ ID_FORMS = ["{}", " {}", "{} ", '"{}"', "x{}"]
 
 def test_a_plain_file_takes_the_fast_path(tmp_path):
     from eval.columnar import plain_values
-    from eval.submission import read_header
+    from eval.csv_text import read_header
     path = write(tmp_path, VALID)
     values = plain_values(path, read_header(path), "id", GENRES, IDS)
     assert values is not None
@@ -254,7 +257,8 @@ def test_the_fast_reader_takes_only_files_the_careful_reader_reads_alike(order, 
     import tempfile
     from pathlib import Path
     from eval.columnar import plain_values
-    from eval.submission import read_header, read_in_chunks
+    from eval.csv_text import read_header
+    from eval.submission import read_in_chunks
     ids = [IDS[i] for i in order] + [IDS[0]]            # a fourth row repeats an id
     lines = [",".join([form.format(i)] + row)
              for form, i, row in zip(id_forms, ids, cells)]
