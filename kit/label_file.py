@@ -91,7 +91,7 @@ def classify_csv(path: Path) -> str | None:
         return "wide"
     if path.name == "genres.csv" and "genre" in lowered:
         return "letterboxd"
-    if listed or any(name in lowered for name in GENRE_LIST_COLUMNS):
+    if any(name in lowered for name in GENRE_LIST_COLUMNS):
         return "list"
     return None
 
