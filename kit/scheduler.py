@@ -67,11 +67,12 @@ def dask_client(scheduler: str, workers: int | None) -> Iterator:
                 os.environ.pop(WORKER_LOGGING, None)
             else:
                 os.environ[WORKER_LOGGING] = worker_logging
-        try:
-            with _critical_only("distributed"), Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+        with _critical_only("distributed"):     # until the cluster has closed
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
         return
     try:
         client = Client(scheduler, timeout="10s")
