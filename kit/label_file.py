@@ -70,6 +70,9 @@ def check_genre_name(name: str) -> None:
     """Refuse a genre name that no list or submission could hold exactly."""
     if any(character in LINE_BREAKS for character in name):
         raise KitError(f"the genre name {name!r} holds a line break; rename it in the label file")
+    if "\x00" in name:     # the harness refuses any submission holding one, so every one
+        raise KitError(f"the genre name {name!r} holds a NUL character, which no submission "
+                       "may hold; rename it in the label file")
     if name.lower() == "id":
         raise KitError(f"a genre may not be named {name!r}: submissions use that column for the "
                        "film id; rename it in the label file")
