@@ -60,10 +60,13 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
     if labels:
         candidates = [Path(labels) if Path(labels).is_absolute() else root / labels]
         if not candidates[0].is_file():
-            raise KitError(f"label file {candidates[0]} "
-                           f"{'is a folder' if candidates[0].is_dir() else 'does not exist'}")
-    else:
-        candidates = sorted(p for p in root.glob("*.csv") if p.name not in NON_LABEL_CSVS)
+            kind = ("is a folder" if candidates[0].is_dir() else
+                    "is not a regular file (a pipe or a device)" if candidates[0].exists() else
+                    "does not exist")
+            raise KitError(f"label file {candidates[0]} {kind}")
+    else:       # regular files only: reading a named pipe would wait for a writer for ever
+        candidates = sorted(p for p in root.glob("*.csv")
+                            if p.is_file() and p.name not in NON_LABEL_CSVS)
         candidates.sort(key=lambda p: p.name != "genres.csv")
     found = None
     for candidate in candidates:

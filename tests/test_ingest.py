@@ -1,4 +1,5 @@
 import os
+import threading
 
 import pandas as pd
 import pytest
@@ -199,6 +200,29 @@ def test_a_folder_where_no_film_has_both_a_genre_and_a_poster_is_refused(letterb
         poster.unlink()
     with pytest.raises(KitError, match=r"posters holds no poster \(no .jpg, .jpeg, "):
         build_catalogue(find_source(letterboxd_dir))
+
+
+def test_a_named_pipe_among_the_label_files_is_passed_by(letterboxd_dir):
+    """A FIFO named genres.csv made kit prepare wait for a writer for ever (a thread waits for
+    the detection here, so the old behaviour fails the test instead of hanging it)."""
+    (letterboxd_dir / "genres.csv").unlink()
+    os.mkfifo(letterboxd_dir / "genres.csv")
+    outcome = []
+    detection = threading.Thread(target=lambda: outcome.append(_refusal(letterboxd_dir)),
+                                 daemon=True)
+    detection.start()
+    detection.join(timeout=60)
+    assert outcome and "no label file found" in outcome[0]
+    with pytest.raises(KitError, match="genres.csv is not a regular file"):
+        find_source(letterboxd_dir, labels="genres.csv")
+
+
+def _refusal(folder) -> str:
+    try:
+        find_source(folder)
+    except KitError as error:
+        return str(error)
+    return "accepted"
 
 
 def test_missing_poster_folder_is_named(tmp_path):
