@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
+from kit.files import regular_file
 from kit.labels import encode, genre_list
 from kit.workdir import Workdir
 from kit.files import read_table
@@ -49,10 +50,7 @@ def find_answers(workdir: Workdir, competition: str | None = None,
                  answers: str | None = None) -> Path:
     """Path of the answer key: given, or that of the named (default: latest) competition."""
     if answers:
-        path = Path(answers)
-        if not path.is_file():
-            raise KitError(f"answer key {path} does not exist")
-        return path
+        return regular_file(answers, "answer key")
     from kit.competition import Competition
     return Competition.find(workdir, competition).answers
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from kit.competition import Competition
 from kit.errors import KitError
-from kit.files import atomic_path, file_digest, read_json, read_table
+from kit.files import atomic_path, file_digest, read_json, read_table, regular_file
 from kit.workdir import Workdir, safe_name
 
 PUBLIC_FILES = ("train.csv", "test.csv", "genres.txt", "sample_submission.csv",
@@ -153,9 +153,7 @@ def _write_zip(path: Path, top: str, members) -> None:
 def extract_bundle(path: Path, destination: Path) -> tuple[str, dict[str, str]]:
     """Extract a bundle into ``destination/<top folder>``, refusing any member that could escape
     it; the top folder's name and the SHA-256 of every file written."""
-    if not path.is_file():
-        raise KitError(f"bundle {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
-                       "give the .tar.gz or .zip file the organiser published")
+    regular_file(path, "bundle", "; give the .tar.gz or .zip file the organiser published")
     tops, hashes = set(), {}
     try:
         entries = _zip_entries(path) if path.name.endswith(".zip") else _tar_entries(path)

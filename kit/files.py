@@ -166,6 +166,19 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
     return frame
 
 
+def regular_file(path: str | os.PathLike, what: str, hint: str = "") -> Path:
+    """``path`` when it is a regular file (or a link to one); else one KitError saying that the
+    ``what`` it names is a folder, a pipe or device (reading one would wait for a writer for
+    ever), or nothing, followed by ``hint``."""
+    from kit.errors import KitError
+    path = Path(path)
+    if path.is_file():
+        return path
+    kind = ("is a folder" if path.is_dir() else
+            "is not a regular file (a pipe or a device)" if path.exists() else "does not exist")
+    raise KitError(f"{what} {path} {kind}{hint}")
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (hex): the identity of a weights file, whatever its name."""
     import hashlib

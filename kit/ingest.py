@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.errors import KitError
+from kit.files import regular_file
 from kit.label_file import (DEFAULT_CHUNKSIZE, LAYOUTS, classify_csv, read_labels,
                             separator_hint)
 
@@ -58,12 +59,8 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
     if layout is not None and layout not in LAYOUTS:
         raise KitError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if labels:
-        candidates = [Path(labels) if Path(labels).is_absolute() else root / labels]
-        if not candidates[0].is_file():
-            kind = ("is a folder" if candidates[0].is_dir() else
-                    "is not a regular file (a pipe or a device)" if candidates[0].exists() else
-                    "does not exist")
-            raise KitError(f"label file {candidates[0]} {kind}")
+        # (root / an absolute path is that path)
+        candidates = [regular_file(root / labels, "label file")]
     else:       # regular files only: reading a named pipe would wait for a writer for ever
         candidates = sorted(p for p in root.glob("*.csv")
                             if p.is_file() and p.name not in NON_LABEL_CSVS)

@@ -53,6 +53,25 @@ def test_file_system_errors_are_one_clear_message(workdir, competition, tmp_path
             assert f"cannot use {asked}:" in done.stderr, done.stderr
 
 
+def test_a_named_pipe_given_as_an_input_file_is_refused_at_once(workdir, competition, tmp_path):
+    """`kit train --config` on a FIFO waited for a writer for ever; the bundle, the answer key
+    and the label file said "does not exist" of it. (Each run is bounded by run's timeout.)"""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    sample = str(competition.public / "sample_submission.csv")
+    cases = {("kit", "train", "--workdir", str(workdir), "--config", str(pipe)): "config file",
+             ("kit", "join", str(pipe), "--workdir", str(tmp_path / "joined")): "bundle",
+             ("eval", "score", sample, "--workdir", str(workdir), "--answers", str(pipe)):
+                 "answer key",
+             ("kit", "prepare", str(tmp_path), "--labels", str(pipe), "--workdir",
+              str(tmp_path / "w")): "label file"}
+    for argv, what in cases.items():
+        done = run(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert f"{what} {pipe} is not a regular file (a pipe or a device)" in done.stderr, \
+            done.stderr
+
+
 def test_an_error_shows_control_characters_it_quotes_as_escapes(workdir):
     """A path holding ESC was printed raw in the error naming it, so a file name could drive
     the terminal (clear it, recolour what follows)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from kit.errors import KitError
+from kit.files import regular_file
 from kit.train.precision import PRECISIONS, resolve_precision
 from kit.train.thresholds import THRESHOLD_GRIDS
 
@@ -174,12 +175,9 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
         """Read a TOML baseline file (keys are this class's fields, ``description`` aside)."""
-        path = Path(path)
+        path = regular_file(path, "config file")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, IsADirectoryError):
-            raise KitError(f"config file {path} "
-                           f"{'is a folder' if path.is_dir() else 'does not exist'}") from None
         except (OSError, UnicodeDecodeError) as error:
             raise KitError(f"cannot read config file {path}: {error}") from None
         except tomllib.TOMLDecodeError as error:
