@@ -78,7 +78,10 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
     duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         raise SubmissionError([f"duplicated columns: {_listing(duplicated)}"])
-    id_column = header[lowered.index("id")]
+    named_id = [name for name in header if name.lower() == "id"]
+    if len(named_id) > 1:           # no genre may be named id (refused at ingest)
+        raise SubmissionError([f"more than one id column: {_listing(named_id)}; keep one"])
+    id_column = named_id[0]
     others = [name for name in header if name != id_column]
     label_format = len(others) == 1 and others[0].lower() in LABEL_COLUMNS
     if not label_format:
@@ -88,6 +91,11 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
             problems.append(f"unknown genre columns: {_listing(unknown)}")
         if missing:
             problems.append(f"missing genre columns: {_listing(missing)}")
+        folded = {genre.casefold(): genre for genre in missing}
+        recased = [f"{name} is not {folded[name.casefold()]}" for name in unknown
+                   if name.casefold() in folded]
+        if recased:
+            problems.append(f"genre names match exactly, case included: {_listing(recased)}")
         if problems:
             raise SubmissionError(problems)
         values = plain_values(path, header, id_column, genres, test_ids)

@@ -72,6 +72,10 @@ def test_decisions_are_recognised(tmp_path):
                               "comma-separated"),
     (VALID.replace(",", "\t"), "its columns are separated by tabs: save it comma-separated"),
     ("id,Drama,Comedy\ntt01,1,0\n", "missing genre columns: Science Fiction"),
+    ("ID,id,Drama,Comedy,Science Fiction\ntt01,tt01,1,0,0\n",     # once 'unknown genre
+     "more than one id column: ID, id (2 in all); keep one"),     # columns: id'
+    ("id,drama,Comedy,Science Fiction\ntt01,1,0,0\n",
+     "genre names match exactly, case included: drama is not Drama (1 in all)"),
     ("id,Drama,Comedy,Science Fiction,Western\ntt01,1,0,0,1\n", "unknown genre columns: Western"),
     ("id,Drama,Drama,Comedy,Science Fiction\ntt01,1,1,0,0\n", "duplicated columns: Drama"),
     ("id,Drama,Comedy,Science Fiction\n", "header but no rows"),
