@@ -60,6 +60,15 @@ def _cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 1] + "…"
 
 
+def _named_in_another_case(names: list[str], genres: list[str]) -> list[str]:
+    """The problem naming each of ``names`` that is one of ``genres`` but for its case
+    (``drama is not Drama``), or none."""
+    folded = {genre.casefold(): genre for genre in genres}
+    recased = [f"{name} is not {folded[name.casefold()]}" for name in names
+               if name.casefold() in folded]
+    return [f"genre names match exactly, case included: {_listing(recased)}"] if recased else []
+
+
 def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
                     chunk_rows: int = CHUNK_ROWS) -> Submission:
     """Parse and validate ``path``; SubmissionError lists every problem found."""
@@ -91,11 +100,7 @@ def read_submission(path: str | Path, test_ids: list[str], genres: list[str],
             problems.append(f"unknown genre columns: {_listing(unknown)}")
         if missing:
             problems.append(f"missing genre columns: {_listing(missing)}")
-        folded = {genre.casefold(): genre for genre in missing}
-        recased = [f"{name} is not {folded[name.casefold()]}" for name in unknown
-                   if name.casefold() in folded]
-        if recased:
-            problems.append(f"genre names match exactly, case included: {_listing(recased)}")
+        problems += _named_in_another_case(unknown, missing)
         if problems:
             raise SubmissionError(problems)
         values = plain_values(path, header, id_column, genres, test_ids)
@@ -253,6 +258,7 @@ class _Reader:
         if self.unknown_genres:
             names = [f"{n!r} x{c}" for n, c in sorted(self.unknown_genres.items())]
             problems.append(f"unknown genre names: {_listing(names)}")
+            problems += _named_in_another_case(sorted(self.unknown_genres), self.genres)
         if problems:
             raise SubmissionError(problems)
         if self.label_column is not None:

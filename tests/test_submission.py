@@ -90,6 +90,9 @@ def test_decisions_are_recognised(tmp_path):
     (VALID.replace(",0.9,", ",,"), "empty values: row 1 column 'Drama'"),
     (VALID.replace("tt02,", ","), "empty id in rows 2"),
     ("id,genres\ntt01,Drama|Westrn\ntt02,\n1000003,Comedy\n", "unknown genre names: 'Westrn' x1"),
+    ("id,genres\ntt01,drama\ntt02,\n1000003,Comedy\n",
+     "unknown genre names: 'drama' x1 (1 in all) / genre names match exactly, case included: "
+     "drama is not Drama (1 in all)"),
     ('id,Drama,Comedy,Science Fiction\ntt01,"1,0,0\n', "not valid CSV"),
     (b"\r\x01", "no 'id' column"),
     (VALID.replace("\n", ",\n"), "columns without a name (a comma at the end of the header?): "
