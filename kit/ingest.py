@@ -150,7 +150,10 @@ def _nothing_joined(source: Source, labels: dict, posters: dict) -> str:
     if not labels:
         return f"{source.labels} gives no film a genre"
     if not posters:
-        return f"{source.posters} holds no poster (no {', '.join(IMAGE_SUFFIXES)} file)"
+        nested = any(entry.is_dir() for entry in source.posters.iterdir())
+        return (f"{source.posters} holds no poster (no {', '.join(IMAGE_SUFFIXES)} file)"
+                + ("; posters are read from the folder itself, not from its subfolders: give "
+                   "the one that holds them with --posters" if nested else ""))
     ids = ", ".join(map(repr, sorted(labels)[:3]))
     names = ", ".join(map(repr, sorted(posters.values())[:3]))
     return (f"none of the {len(labels)} films of {source.labels} has a poster in "

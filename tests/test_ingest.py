@@ -1,4 +1,5 @@
 import os
+import shutil
 import threading
 
 import pandas as pd
@@ -196,9 +197,17 @@ def test_a_folder_where_no_film_has_both_a_genre_and_a_poster_is_refused(letterb
                                        r"'tt0086383.jpg'\): a poster is named after its film's "
                                        r"id, as <id>.jpg"):
         build_catalogue(find_source(letterboxd_dir))
-    for poster in (letterboxd_dir / "posters").iterdir():
-        poster.unlink()
-    with pytest.raises(KitError, match=r"posters holds no poster \(no .jpg, .jpeg, "):
+    nested = letterboxd_dir / "posters" / "a"
+    nested.mkdir()
+    for poster in (letterboxd_dir / "posters").glob("*.jpg"):
+        poster.rename(nested / poster.name)
+    with pytest.raises(KitError, match=r"posters holds no poster \(no .jpg, .jpeg, .*\); "
+                                       "posters are read from the folder itself, not from its "
+                                       "subfolders: give the one that holds them with "
+                                       "--posters$"):
+        build_catalogue(find_source(letterboxd_dir))
+    shutil.rmtree(nested)
+    with pytest.raises(KitError, match=r"posters holds no poster \(no .jpg, .jpeg, .*\)$"):
         build_catalogue(find_source(letterboxd_dir))
 
 
