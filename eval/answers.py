@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.files import regular_file
 from kit.labels import encode, genre_list
 from kit.workdir import Workdir
-from kit.files import read_table
+from kit.files import read_table, regular_file
 
 USAGES = ("Public", "Private")
 

@@ -6,6 +6,9 @@ import codecs
 import csv
 from pathlib import Path
 
+from kit.errors import KitError
+from kit.files import regular_file
+
 HEADER_BYTES = 1 << 20      # the header names the id and the genres: far less than this
 # What a file that is not CSV text starts with, for a message that says what to do instead.
 NOT_CSV_SIGNATURES = (
@@ -29,10 +32,10 @@ class SubmissionError(ValueError):
 
 def read_header(path: Path) -> list[str]:
     """The header row, after checking the file is non-empty UTF-8 text."""
-    if path.is_dir():
-        raise SubmissionError([f"{path} is a folder, not a submission file"])
-    if not path.is_file():
-        raise SubmissionError([f"{path} does not exist or is not a file"])
+    try:
+        regular_file(path, "submission file")
+    except KitError as error:
+        raise SubmissionError([str(error)]) from None
     with open(path, "rb") as handle:
         head = handle.read(HEADER_BYTES)
     if not head.strip(codecs.BOM_UTF8 + b" \t\r\n"):

@@ -288,7 +288,7 @@ def test_leaderboard_survives_hostile_files_and_names_and_leaks_nothing(key, com
     assert {"good.csv", "$\\foo$ <img src=x> [a](b) | x.csv", "latin\\xe9.csv"} <= scored
     refused = {bad["name"]: bad["problems"] for bad in board["invalid"]}
     assert "not read" in refused["secret.csv"][0] and "badheader.csv" in refused
-    assert refused["folder.csv"] == [f"{folder / 'folder.csv'} is a folder, not a submission file"]
+    assert refused["folder.csv"] == [f"submission file {folder / 'folder.csv'} is a folder"]
     everything = "".join((tmp_path / "out" / f).read_text() for f in
                          ("leaderboard.md", "leaderboard.html", "leaderboard.json"))
     assert "root:" not in everything

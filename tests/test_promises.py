@@ -64,7 +64,8 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_at_once(workdir, competi
              ("eval", "score", sample, "--workdir", str(workdir), "--answers", str(pipe)):
                  "answer key",
              ("kit", "prepare", str(tmp_path), "--labels", str(pipe), "--workdir",
-              str(tmp_path / "w")): "label file"}
+              str(tmp_path / "w")): "label file",
+             ("eval", "score", str(pipe), "--workdir", str(workdir)): "submission file"}
     for argv, what in cases.items():
         done = run(*argv)
         assert done.returncode == 2, (argv, done.stderr)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kit.errors import KitError
+from kit.files import regular_file
 from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
 from kit.models.stages import MultiScaleFeatures, StageEncoder, split_network
@@ -59,9 +60,7 @@ def map_by_order(source: dict, target: dict) -> dict:
 
 def read_checkpoint(path: str | Path) -> dict:
     """A state dict from a local file (plain, or under 'state_dict'/'model')."""
-    path = Path(path)
-    if not path.is_file():
-        raise KitError(f"pretrained weights {path} do not exist")
+    path = regular_file(path, "pretrained weights file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
