@@ -11,15 +11,17 @@ def test_every_shipped_baseline_is_a_valid_config():
     for path in shipped:
         assert config_file(path.stem) == path
         TrainConfig.from_file(path)
-    best = TrainConfig.from_file(config_file("lite2-mixup-crossfit"))
-    assert best.folds == 10 and best.repeats == 3 and best.mirror and best.stage_features == 3
-    assert best.views == ("full",) and best.short_side == 350 and best.micro_weight == 0.3
-    assert best.threshold_grid == "log" and best.mixup == 0.2
+    mixup = TrainConfig.from_file(config_file("lite2-mixup-crossfit"))
+    assert mixup.folds == 10 and mixup.repeats == 3 and mixup.mirror and mixup.stage_features == 3
+    assert mixup.views == ("full",) and mixup.short_side == 350 and mixup.micro_weight == 0.3
+    assert mixup.threshold_grid == "log" and mixup.mixup == 0.2
     repeated = TrainConfig.from_file(config_file("lite2-repeated-crossfit"))
-    assert best.updated({"mixup": 0.0}) == repeated
+    assert mixup.updated({"mixup": 0.0}) == repeated
     trio = TrainConfig.from_file(config_file("lite-trio-crossfit"))
-    assert best.updated({"joined_backbones": ["efficientnet_lite1", "efficientnet_lite0"],
-                         "separate_heads": True, "repeats": 2, "micro_weight": 0.5}) == trio
+    assert mixup.updated({"joined_backbones": ["efficientnet_lite1", "efficientnet_lite0"],
+                          "separate_heads": True, "repeats": 2, "micro_weight": 0.5}) == trio
+    best = TrainConfig.from_file(config_file("lite-trio-nomirror-crossfit"))
+    assert trio.updated({"mirror": False, "micro_weight": 0.2}) == best
     upright = TrainConfig.from_file(config_file("lite2-upright-crossfit"))
     assert repeated.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
 
