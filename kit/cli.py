@@ -67,7 +67,8 @@ def cmd_audit(args) -> dict:
 
 def train_config(args):
     """The run's configuration: --config file (or defaults), then explicit options on top."""
-    from kit.train.config import TrainConfig, config_file, given_options
+    from kit.train.config import TrainConfig, config_file
+    from kit.train.config_options import given_options
     config = TrainConfig.from_file(config_file(args.config)) if args.config else TrainConfig()
     return config.updated(given_options(args), "the command line")
 
@@ -114,7 +115,7 @@ def cmd_compare(args) -> dict:
 
 def add_train_arguments(sub: argparse.ArgumentParser) -> None:
     """--config, --competition and one option per TrainConfig field (they override the file)."""
-    from kit.train.config import add_config_arguments
+    from kit.train.config_options import add_config_arguments
     sub.add_argument("--config", type=path_text,
                      help="baseline TOML file (e.g. baselines/lenet.toml), or the name of "
                      "one of the kit's baselines (lenet)")

@@ -262,7 +262,8 @@ def test_every_config_field_is_an_option_and_round_trips_through_toml(tmp_path):
     import argparse
     from dataclasses import fields
     from kit.losses import LOSSES
-    from kit.train.config import OPTIMIZERS, add_config_arguments, given_options
+    from kit.train.config import OPTIMIZERS
+    from kit.train.config_options import add_config_arguments, given_options
     from kit.train.loop import OPTIMIZERS as optimiser_classes
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)

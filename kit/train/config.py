@@ -1,14 +1,14 @@
 """TrainConfig: every option of a run, declared once with its type, range, choices and help.
 
-The TOML baseline files, the command-line options of `kit train`, `search` and `compare`, and
-the checks on both come from these fields. No torch here: building the command line stays fast.
+The TOML baseline files, the command-line options of `kit train`, `search` and `compare`
+(``config_options``), and the checks on both come from these fields. No torch here: building
+the command line stays fast.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import tomli_w
@@ -205,13 +205,14 @@ class TrainConfig:
             raise KitError(f"{error} (in {origin})") from None
 
 
-def _types() -> dict[str, object]:
+def field_types() -> dict[str, object]:
+    """Each TrainConfig field's declared type."""
     return typing.get_type_hints(TrainConfig)
 
 
 def check_value(spec, value, origin: str):
     """``value`` for field ``spec``, of the declared type and within its range and choices."""
-    name, kind = spec.name, _types()[spec.name]
+    name, kind = spec.name, field_types()[spec.name]
     optional = type(None) in typing.get_args(kind)
     base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
     where = f"{name} in {origin}"
@@ -250,46 +251,6 @@ def check_value(spec, value, origin: str):
         raise KitError(f"{where} must be between {meta['low']} and {meta['high']}, "
                        f"not {value!r}")
     return value
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One command-line option per TrainConfig field (unset: the file's or default value)."""
-    types = _types()
-    for spec in fields(TrainConfig):
-        meta = spec.metadata
-        flags = meta["flag"] or (f"--{spec.name.replace('_', '-')}",)
-        default = spec.default if spec.default is not MISSING else spec.default_factory()
-        help = f"{meta['help']} (default: {default})"
-        base = next((a for a in typing.get_args(types[spec.name]) if a is not type(None)),
-                    types[spec.name])
-        if base is bool:
-            parser.add_argument(*flags, dest=spec.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help)
-        elif base is tuple:
-            parser.add_argument(*flags, dest=spec.name, nargs="+", default=None,
-                                choices=meta["choices"], help=help)
-        else:
-            parser.add_argument(*flags, dest=spec.name, type=_parser_for(spec, base),
-                                default=None, help=help, metavar=spec.name.upper())
-
-
-def _parser_for(spec, base):
-    def parse(text: str):
-        try:
-            value = base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base.__name__}, got {text!r}")
-        try:
-            return check_value(spec, value, "the command line")
-        except KitError as error:
-            raise argparse.ArgumentTypeError(str(error))
-    return parse
-
-
-def given_options(args: argparse.Namespace) -> dict:
-    """The TrainConfig options set on the command line."""
-    return {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
-            if getattr(args, spec.name, None) is not None}
 
 
 def config_file(name: str) -> Path:
