@@ -246,6 +246,7 @@ def test_the_kits_baselines_are_found_from_any_folder(tmp_path):
      "frozen-mode options without frozen = true: mirror; set frozen = true .*bad.toml"),
     ("mixup = 0.2", "frozen-mode options without frozen = true: mixup; set frozen = true"),
     ("frozen = true\nmixup = 1e-6", "mixup must be 0 .off. or at least 0.01, not 1e-06"),
+    ("frozen = true\nshort_side = 5", "short_side must be 0 .* or at least 32, not 5"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
      "without frozen = true: joined_backbones, mirror; .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):

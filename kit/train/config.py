@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 LOSSES = ("bce", "asl", "focal")
 MIN_MIXUP = 0.01    # below about 0.003 torch's Beta(a, a) draws weights near 0.5, not near 0 or 1
+MIN_SHORT_SIDE = 32     # a Lite backbone's last stage sees the image at 1/32 of its size
 OPTIMIZERS = ("adam", "adamw", "sgd")
 KIT_BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -152,6 +153,10 @@ class TrainConfig:
         if self.tuned_stages and self.stage_features:
             raise KitError("stage_features pools stages that tuned_stages would tune; set one "
                            "of them to 0")
+        if 0 < self.short_side < MIN_SHORT_SIDE:
+            raise KitError(f"short_side must be 0 (the backbone's own square input) or at least "
+                           f"{MIN_SHORT_SIDE}, not {self.short_side}: the backbone's last stage "
+                           "sees the image at 1/32 of its size")
         if 0 < self.mixup < MIN_MIXUP:
             raise KitError(f"mixup must be 0 (off) or at least {MIN_MIXUP}, not {self.mixup}: "
                            "below it torch's Beta sampler draws wrong weights (near 0.5 "
