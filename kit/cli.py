@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 
-from kit.arguments import (SEED, WORKERS, add_scheduler_argument, add_workdir_option, number,
-                           path_text, poster_size, usable_name, whole)
+from kit.arguments import (SEED, WORKERS, add_scheduler_argument, add_workdir_option,
+                           folder_text, number, path_text, poster_size, usable_name, whole)
 from kit.console import console, print_error, summary
 from kit.errors import KitError, os_error_message
 from kit.hosted_commands import add_commands as add_hosted_commands
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("predict", cmd_predict, "write a submission CSV from a trained run")
     sub.add_argument("--run", type=usable_name, required=True, help="run name")
-    sub.add_argument("--out", type=path_text,
+    sub.add_argument("--out", type=folder_text,
                      default="submissions", help="folder (default: %(default)s)")
     sub.add_argument("--name", type=usable_name, help="submission name (default: the run's)")
     sub.add_argument("--raw", action="store_true",

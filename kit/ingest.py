@@ -53,7 +53,8 @@ def find_source(root: str | os.PathLike, layout: str | None = None, labels: str 
         raise KitError(f"{root} is a file: give the data folder that holds the labels and "
                        f"posters ({root.parent}; --labels names another label file in it)")
     if not root.is_dir():
-        raise KitError(f"data folder {root} does not exist")
+        problem = "is not a folder" if root.exists() else "does not exist"
+        raise KitError(f"data folder {root} {problem}")
     if posters and not Path(posters).is_dir():
         raise KitError(f"--posters {posters} is no folder (from the current folder)")
     if layout is not None and layout not in LAYOUTS:

@@ -170,6 +170,8 @@ def test_genre_names_alike_but_for_case_are_noted(letterboxd_dir):
 def test_missing_folder_and_unknown_layout_give_clear_messages(tmp_path):
     with pytest.raises(KitError, match="does not exist"):
         find_source(tmp_path / "nope")
+    with pytest.raises(KitError, match="data folder /dev/null is not a folder"):
+        find_source("/dev/null")                          # once 'does not exist'
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(KitError, match="expected genres.csv with columns id,genre"):
         find_source(tmp_path)

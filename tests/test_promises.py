@@ -136,7 +136,8 @@ def test_an_empty_path_is_refused_where_it_is_parsed(workdir):
         assert done.returncode == 2, (argv, done.stderr)
         assert "an empty path" in done.stderr and "Traceback" not in done.stderr, argv
     a_file = str(workdir / "competitions" / "CURRENT")     # once "no prepared dataset in it"
-    for argv in (("kit", "split", "--workdir", a_file), ("eval", "rules", "--workdir", a_file)):
+    for argv in (("kit", "split", "--workdir", a_file), ("eval", "rules", "--workdir", a_file),
+                 ("kit", "predict", "--run", "lenet", "--out", a_file)):    # once "File exists"
         done = run(*argv)
         assert done.returncode == 2 and "is a file, not a folder" in done.stderr, done.stderr
 
