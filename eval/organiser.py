@@ -40,13 +40,12 @@ def _database(args, competition: Competition):
 def cmd_rules(args) -> dict:
     """`python -m eval rules`: show or change the competition's rules."""
     competition = Competition.find(Workdir(args.workdir), args.competition)
-    rules = read_rules(competition.rules_path)
-    if args.no_deadline:
-        rules = replace(rules, deadline=None)
+    current = read_rules(competition.rules_path)
+    rules = replace(current, deadline=None) if args.no_deadline else current
     rules = rules.updated({
         "daily_limit": args.daily_limit, "invalid_daily_limit": args.invalid_limit,
         "final_limit": args.final, "deadline": args.deadline, "metric": args.metric,
-        "max_upload_mb": args.max_upload_mb})
+        "max_upload_mb": args.max_upload_mb}).replacing(current)
     write_rules(competition.rules_path, rules)
     if not args.json:           # --json: the rules on stdout, nothing else
         console.print(table(f"rules of {competition.name}", ["rule", "value"],
@@ -97,8 +96,9 @@ def add_commands(command) -> None:
     sub.add_argument("--daily-limit", type=int, help="scored submissions per team per UTC day")
     sub.add_argument("--invalid-limit", type=int, help="invalid files per team per UTC day")
     sub.add_argument("--final", type=int, help="final selections per team")
-    sub.add_argument("--deadline", help="ISO 8601 UTC time, e.g. 2026-12-31T23:59:00Z")
-    sub.add_argument("--no-deadline", action="store_true", help="remove the deadline")
+    deadline = sub.add_mutually_exclusive_group()
+    deadline.add_argument("--deadline", help="ISO 8601 UTC time, e.g. 2026-12-31T23:59:00Z")
+    deadline.add_argument("--no-deadline", action="store_true", help="remove the deadline")
     sub.add_argument("--metric", choices=RANKING_METRICS, help="ranking metric")
     sub.add_argument("--max-upload-mb", type=float, help="largest accepted upload in MB")
     sub.add_argument("--json", action="store_true", help="print the rules as JSON")

@@ -64,6 +64,17 @@ class Rules:
         deadline = self.deadline_at()
         return deadline is not None and (now or utc_now()) >= deadline
 
+    def replacing(self, current: "Rules", now: datetime | None = None) -> "Rules":
+        """These rules, checked as the successor of ``current``: a deadline that is changed to
+        a time already past is refused, as it would close the competition (and show the
+        private leaderboard) the moment it is saved; closing at once is `python -m eval close`."""
+        if self.deadline != current.deadline and self.past_deadline(now):
+            raise KitError(f"deadline {self.deadline} has already passed: saving it would close "
+                           "the competition and show the private leaderboard at once; give a "
+                           "later time, or close the competition on purpose (python -m eval "
+                           "close, or Close on the admin page)")
+        return self
+
     def updated(self, changes: dict) -> "Rules":
         """These rules with ``changes`` (None values ignored) applied and checked."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -215,6 +215,24 @@ def test_a_deadline_beyond_the_calendar_in_utc_is_one_message(deadline):
     assert Rules(deadline="2026-12-31T23:59:00-23:59").deadline == "2027-01-01T23:58:00Z"
 
 
+def test_a_deadline_already_past_is_refused_not_a_silent_close(workdir):
+    """`rules --deadline 1900-01-01T00:00:00Z`, a typo for 2026, once closed the competition at
+    once and showed the private leaderboard; `--deadline X --no-deadline` kept X."""
+    from eval.rules import Rules, read_rules, write_rules
+    from kit.competition import Competition
+    from kit.workdir import Workdir
+    rules = ("eval", "rules", "--workdir", str(workdir))
+    past = run(*rules, "--deadline", "1900-01-01T00:00:00Z")
+    assert past.returncode == 2 and "has already passed" in past.stderr, past.stderr
+    both = run(*rules, "--deadline", "2999-01-01T00:00:00Z", "--no-deadline")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr, both.stderr
+    path = Competition.find(Workdir(workdir)).rules_path
+    assert read_rules(path).deadline is None
+    write_rules(path, Rules(deadline="2020-01-01T00:00:00Z"))     # a deadline that has passed
+    assert run(*rules, "--metric", "f1_micro").returncode == 0    # other rules still change
+    assert read_rules(path) == Rules(deadline="2020-01-01T00:00:00Z", metric="f1_micro")
+
+
 def test_a_rules_file_that_is_no_object_or_holds_unknown_rules_is_one_message(tmp_path):
     from eval.rules import read_rules
     path = tmp_path / "rules.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from eval.answers import load_answers
+from eval.rules import read_rules, write_rules
 from eval.cli import main as eval_main
 from kit.competition import Competition
 from kit.workdir import Workdir
@@ -172,7 +174,9 @@ def test_upload_size_limit_and_deadline(organiser, serve, database_url, tmp_path
     big.write_bytes(b"id," + b"x" * 200_000 + b"\n")
     response = post(server, token, big)
     assert response.status_code == 413 and "larger" in response.json()["detail"]
-    rules(organiser, "--max-upload-mb", "50", "--deadline", "2020-01-01T00:00:00Z")
+    rules(organiser, "--max-upload-mb", "50")
+    rules_path = competition_of(organiser).rules_path      # the deadline passes while it runs:
+    write_rules(rules_path, replace(read_rules(rules_path), deadline="2020-01-01T00:00:00Z"))
     late = post(server, token, write_submission(organiser, tmp_path / "late.csv", 0.1))
     assert late.status_code == 403 and "closed" in late.json()["detail"]
     assert httpx.get(f"{server.url}/api/leaderboard").json()["ranked_by"] == "private"

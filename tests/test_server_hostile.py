@@ -135,6 +135,8 @@ def test_admin_rules_form_with_bad_fields_shows_the_page_with_the_reason(server,
     assert answer.status_code == 422 and "out of range in UTC" in answer.text
     assert f'value="{far}"' in answer.text and 'name="daily_limit" type="number" min="1" ' \
         'max="10000" required value="9"' in answer.text
+    past = client.post("/admin/rules", data={**fields, "deadline": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 422 and "has already passed" in past.text   # once: closed at once
     assert (rules_file.read_text() if rules_file.exists() else None) == before
     assert client.post("/admin/rules", data=fields).status_code == 303
     assert rules_file.exists()

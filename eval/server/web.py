@@ -262,7 +262,8 @@ def admin_rules(request: Request, form: Annotated[RulesForm, Form()],
                       invalid_daily_limit=form_number(form.invalid_daily_limit, int),
                       final_limit=form_number(form.final_limit, int),
                       deadline=form.deadline.strip() or None, metric=form.metric,
-                      max_upload_mb=form_number(form.max_upload_mb, float))
+                      max_upload_mb=form_number(form.max_upload_mb, float)
+                      ).replacing(server.rules())
     except KitError as error:
         return admin_page(request, server, 422, form.model_dump(exclude={"csrf"}),
                           error=str(error))
