@@ -71,7 +71,8 @@ class TrainConfig:
                                  low=0, high=7)
     short_side: int = option(0, "frozen mode: the backbones see each view at N pixels on its "
                                 "shorter side with its aspect ratio kept (the full poster "
-                                "upright, not squashed square; 0: their own square input size)",
+                                "upright, not squashed square; 0: their own square input size; "
+                                "else at least 32)",
                              low=0, high=2048)
     tuned_stages: int = option(0, "frozen mode: the backbone's last N stages train with the "
                                   "head, on cached maps of the stages before them (partial "
