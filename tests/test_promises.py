@@ -337,3 +337,21 @@ def test_a_full_or_read_only_work_folder_is_one_clear_message(synthetic_dir, tmp
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: cannot use ")
     assert message in done.stderr
+
+
+def test_a_disk_that_fills_while_a_checkpoint_is_written_is_one_clear_message(workdir):
+    """torch.save on a full disk raises a RuntimeError ('unexpected pos ...'): `kit train`
+    ended in a traceback where every other write says 'No space left on device'."""
+    runs = workdir / "runs"
+    runs.mkdir(exist_ok=True)
+    setup = f"mount -t tmpfs -o size=1m tmpfs {runs}"      # a config fits, a checkpoint not
+    if subprocess.run(["unshare", "-m", "sh", "-c", setup], capture_output=True).returncode:
+        pytest.skip("cannot mount in a private namespace here (needs root)")
+    done = subprocess.run(["unshare", "-m", "sh", "-c",
+                           f"{setup} && exec {sys.executable} -m kit train --config lenet "
+                           f"--epochs 1 --name full --workdir {workdir}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot use ") and "No space left on device" in last, last
+    assert ".pt" in last and ".tmp" not in last                 # the file asked for, named

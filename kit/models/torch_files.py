@@ -1,16 +1,29 @@
-"""Reading files torch.save wrote, weights only: whatever a file holds, one clear error.
+"""Files torch.save writes: saved with a full disk named as one, read weights only, and
+whatever a file holds, one clear error.
 
 Unpickling a global that is not on the allowed list could run code from a file someone else
 made, so such a file is refused and its foreign names are reported instead.
 """
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 from pathlib import Path
 
 import torch
 
 from kit.errors import KitError
+
+
+def save(payload: object, path: Path) -> None:
+    """torch.save ``payload`` to ``path``; a short write is an OSError (ENOSPC), as for any
+    other file, where torch's zip writer raises a RuntimeError ("unexpected pos ...")."""
+    try:
+        torch.save(payload, path)
+    except RuntimeError as error:
+        said = str(error).splitlines()[0]
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({said})", str(path)) from None
 
 
 def load_weights_only(path: Path, what: str, allowed: list | tuple = ()) -> object:

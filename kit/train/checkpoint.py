@@ -12,7 +12,7 @@ from torch import nn
 from kit.errors import KitError
 from kit.files import atomic_path
 from kit.models.ensemble import Ensemble
-from kit.models.torch_files import load_weights_only
+from kit.models.torch_files import load_weights_only, save
 from kit.train.config import TrainConfig
 
 SCHEMA = 2
@@ -32,7 +32,7 @@ def write_checkpoint(path: Path, config: TrainConfig, genres: list[str], competi
                "competition": competition, "data_options": data_options, "run": run,
                "model_state": model_state, **extra}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        save(payload, tmp)
 
 
 def read_checkpoint(path: Path, origin: str) -> dict:
