@@ -320,6 +320,16 @@ def test_every_table_keeps_its_row_names_whole_at_80_columns(columns, whole):
     assert columns[1 if key == 0 else 0] in text            # the next column is never dropped
 
 
+def kit_under_mount(setup: str, arguments: str) -> subprocess.CompletedProcess:
+    """`python -m kit ARGUMENTS` in a private mount namespace after the shell lines ``setup``
+    (a tiny tmpfs, a read-only bind mount); skipped where mounting is not allowed."""
+    if subprocess.run(["unshare", "-m", "sh", "-c", setup], capture_output=True).returncode:
+        pytest.skip("cannot mount in a private namespace here (needs root)")
+    return subprocess.run(["unshare", "-m", "sh", "-c",
+                           f"{setup} && exec {sys.executable} -m kit {arguments}"],
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("mount, message", [
     ("mount -t tmpfs -o size=200k tmpfs {dir}", "No space left on device"),
     ("mount --bind {dir} {dir} && mount -o remount,ro,bind {dir}", "Read-only file system")])
@@ -327,13 +337,8 @@ def test_a_full_or_read_only_work_folder_is_one_clear_message(synthetic_dir, tmp
                                                               message):
     folder = tmp_path / "work"
     folder.mkdir()
-    setup = mount.format(dir=folder)
-    if subprocess.run(["unshare", "-m", "sh", "-c", setup], capture_output=True).returncode:
-        pytest.skip("cannot mount in a private namespace here (needs root)")
-    done = subprocess.run(["unshare", "-m", "sh", "-c",
-                           f"{setup} && exec {sys.executable} -m kit prepare {synthetic_dir} "
-                           f"--workdir {folder} --size 115x77"],
-                          capture_output=True, text=True, timeout=300)
+    done = kit_under_mount(mount.format(dir=folder), f"prepare {synthetic_dir} --workdir "
+                           f"{folder} --size 115x77")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: cannot use ")
     assert message in done.stderr
@@ -344,13 +349,9 @@ def test_a_disk_that_fills_while_a_checkpoint_is_written_is_one_clear_message(wo
     ended in a traceback where every other write says 'No space left on device'."""
     runs = workdir / "runs"
     runs.mkdir(exist_ok=True)
-    setup = f"mount -t tmpfs -o size=1m tmpfs {runs}"      # a config fits, a checkpoint not
-    if subprocess.run(["unshare", "-m", "sh", "-c", setup], capture_output=True).returncode:
-        pytest.skip("cannot mount in a private namespace here (needs root)")
-    done = subprocess.run(["unshare", "-m", "sh", "-c",
-                           f"{setup} && exec {sys.executable} -m kit train --config lenet "
-                           f"--epochs 1 --name full --workdir {workdir}"],
-                          capture_output=True, text=True, timeout=300)
+    # 1 MB: a run's config.json fits, its first checkpoint does not
+    done = kit_under_mount(f"mount -t tmpfs -o size=1m tmpfs {runs}",
+                           f"train --config lenet --epochs 1 --name full --workdir {workdir}")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot use ") and "No space left on device" in last, last
