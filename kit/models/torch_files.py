@@ -1,4 +1,4 @@
-"""Files torch.save writes: saved with a full disk named as one, read weights only, and
+"""Files torch.save writes: a failed write is the OSError it is, a read is weights only, and
 whatever a file holds, one clear error.
 
 Unpickling a global that is not on the allowed list could run code from a file someone else
@@ -6,8 +6,6 @@ made, so such a file is refused and its foreign names are reported instead.
 """
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 from pathlib import Path
 
@@ -17,13 +15,15 @@ from kit.errors import KitError
 
 
 def save(payload: object, path: Path) -> None:
-    """torch.save ``payload`` to ``path``; a short write is an OSError (ENOSPC), as for any
-    other file, where torch's zip writer raises a RuntimeError ("unexpected pos ...")."""
+    """torch.save ``payload`` to ``path``. Written through a Python file, so a failed write
+    (a full disk) is the OSError it is: torch wraps it in a RuntimeError ("unexpected pos")."""
     try:
-        torch.save(payload, path)
+        with open(path, "wb") as handle:
+            torch.save(payload, handle)
     except RuntimeError as error:
-        said = str(error).splitlines()[0]
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({said})", str(path)) from None
+        if isinstance(error.__context__, OSError):
+            raise error.__context__ from None
+        raise
 
 
 def load_weights_only(path: Path, what: str, allowed: list | tuple = ()) -> object:
@@ -32,19 +32,18 @@ def load_weights_only(path: Path, what: str, allowed: list | tuple = ()) -> obje
     try:
         with torch.serialization.safe_globals(list(allowed)):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        foreign = foreign_globals(path, allowed)
+    except Exception as error:          # torch raises many types for a truncated or foreign file
+        foreign = _foreign_globals(path, allowed) \
+            if isinstance(error, pickle.UnpicklingError) else []
         if foreign:
             raise KitError(f"{what} {path} holds objects other than weights, numbers and "
                            f"arrays ({', '.join(foreign[:3])}); it was not loaded, as loading "
                            "them could run code") from None
-        raise KitError(f"{what} {path} is not a file torch.save wrote") from None
-    except Exception as error:          # torch raises many types for a truncated or foreign file
         raise KitError(f"{what} {path} is not a file torch.save wrote "
                        f"({type(error).__name__})") from None
 
 
-def foreign_globals(path: Path, allowed: list | tuple = ()) -> list[str]:
+def _foreign_globals(path: Path, allowed: list | tuple = ()) -> list[str]:
     """The names ``path`` would unpickle beyond ``allowed`` ([] for a file that is not a zip
     file torch.save wrote)."""
     known = {f"{kind.__module__}.{kind.__qualname__}" for kind in allowed}
