@@ -3,9 +3,7 @@ and sigmoid focal loss; all averaged over films and genres."""
 from __future__ import annotations
 
 import torch
-from timm.loss import AsymmetricLossMultiLabel
 from torch import nn
-from torchvision.ops import sigmoid_focal_loss
 
 from kit.errors import KitError
 from kit.train.config import LOSSES
@@ -17,6 +15,7 @@ class AsymmetricLoss(nn.Module):
     def __init__(self, gamma_negative: float = 4.0, gamma_positive: float = 0.0,
                  clip: float = 0.05):
         super().__init__()
+        from timm.loss import AsymmetricLossMultiLabel     # timm costs 2.5 s to import
         self.loss = AsymmetricLossMultiLabel(gamma_neg=gamma_negative, gamma_pos=gamma_positive,
                                              clip=clip)
 
@@ -32,6 +31,7 @@ class FocalLoss(nn.Module):
         self.gamma, self.alpha = gamma, alpha
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import sigmoid_focal_loss
         return sigmoid_focal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma,
                                   reduction="mean")
 
