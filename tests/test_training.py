@@ -159,7 +159,7 @@ def test_mixup_mixes_each_row_and_its_labels_by_one_weight_and_a_seed_repeats_it
     from kit.train.loop import mixed
     rows = torch.eye(64)                # row i is film i: a mixed row names its two films
     torch.manual_seed(0)
-    inputs, targets = mixed(rows, rows.clone(), 0.2)
+    inputs, targets = mixed(rows, rows.clone(), torch.distributions.Beta(0.2, 0.2))
     torch.testing.assert_close(inputs, targets)
     torch.testing.assert_close(inputs.sum(1), torch.ones(64))
     assert (inputs >= 0).all() and ((inputs > 0).sum(1) <= 2).all()

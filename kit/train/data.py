@@ -88,6 +88,12 @@ class RunData:
     valid_ids: np.ndarray
     data_options: dict
 
+    @property
+    def trained_options(self) -> dict:
+        """``data_options`` for the model trained here: the datasets hold a head's columns
+        already (the saved model, with ``columns``, reads them out of joined rows)."""
+        return {name: value for name, value in self.data_options.items() if name != "columns"}
+
 
 def balance_for(config: TrainConfig, train_labels: np.ndarray, valid_labels: np.ndarray,
                 genres: list[str], seed: int) -> balancing.BalancePlan:
@@ -183,19 +189,20 @@ def prepare_data(config: TrainConfig, competition: Competition, scheduler: str =
         cache = embed_for(config, store, scheduler)
         train_x = torch.from_numpy(cache.features(train_positions))
         valid_x = torch.from_numpy(cache.features(valid_positions))
-        train_set = TensorDataset(train_x, torch.from_numpy(train_y))
-        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
         if config.tuned_stages:     # standardised as the untuned stages' features are
             pooled = torch.from_numpy(embed_for(config, store, scheduler, pooled=True)
                                       .features(train_positions))
             mean, std = feature_scaling(pooled, config.mirror)
             data_options = {"map_shape": cache.row_shape()}
-        else:
+        else:       # a head of one backbone trains on its columns alone: a third of the copying
             columns = backbone_columns(config, cache) if config.head_backbone else None
-            mean, std = feature_scaling(head_columns(train_x, columns, config.mirror),
-                                        config.mirror)
+            train_x, valid_x = (head_columns(x, columns, config.mirror).contiguous()
+                                for x in (train_x, valid_x))
+            mean, std = feature_scaling(train_x, config.mirror)
             data_options = {"columns": list(columns)} if columns else {}
         data_options.update(in_features=len(mean), mean=mean.tolist(), std=std.tolist())
+        train_set = TensorDataset(train_x, torch.from_numpy(train_y))
+        valid_set = TensorDataset(valid_x, torch.from_numpy(valid_y))
     else:
         train_set = PosterDataset(store, train_positions, train_y, config.augment, seed)
         valid_set = PosterDataset(store, valid_positions, valid_y)

@@ -104,7 +104,7 @@ def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, r
     seed = run_seed(config.seed, fold)
     data = prepare_data(config, competition, scheduler, fold)
     seed_everything(seed)     # after any embedding, whose backbone draws random initial weights
-    model = build_model(config, len(data.genres), data.data_options)
+    model = build_model(config, len(data.genres), data.trained_options)
     init_output_bias(model, data.train_labels.mean(0, dtype=np.float64))
     criterion = make_loss(config.loss, data.plan.pos_weight)
     optimizer = make_optimizer(config, model)
@@ -171,12 +171,12 @@ def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, r
                                  optimizer_state=optimizer.state_dict(), state=state)
                 saved_at = time.monotonic()
                 save_seconds = saved_at - started
-            redraw = time.monotonic() - curves_drawn >= CURVES_EVERY_SECONDS
+            redraw = fold is None and time.monotonic() - curves_drawn >= CURVES_EVERY_SECONDS
             write_log(run_dir, state["history"], curves=redraw)   # and at the end, always
             curves_drawn = time.monotonic() if redraw else curves_drawn
     barrier(process)        # rank 0's last checkpoint is on disk before anyone moves on
     summary = tune_best_model(config, run_dir, run_name, model, valid_loader, data, state,
-                              genres_figure=fold is None) if process.main else None
+                              own_figures=fold is None) if process.main else None
     barrier(process)
     return summary
 
@@ -195,10 +195,11 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     total, count = 0.0, 0
     batches = track(loader, len(loader.sampler), description, "img", size=lambda b: len(b[0]),
                     scale=process.world, transient=True)
+    weights = torch.distributions.Beta(mixup, mixup) if mixup else None
     for inputs, targets in batches:
         inputs, targets = as_model_input(inputs), targets.float()
-        if mixup:
-            inputs, targets = mixed(inputs, targets, mixup)
+        if weights:
+            inputs, targets = mixed(inputs, targets, weights)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(inputs)
         loss = criterion(logits.float(), targets)
@@ -210,12 +211,12 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     return total / max(count, 1)
 
 
-def mixed(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
+def mixed(inputs: torch.Tensor, targets: torch.Tensor, weights: torch.distributions.Beta
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup (Zhang et al. 2018) of a batch of features: each row becomes ``w`` x itself +
-    (1 - ``w``) x another row of the batch, its labels alike, ``w`` drawn from Beta(alpha, alpha)
-    with torch's generator (so a seeded epoch draws the same)."""
-    weight = torch.distributions.Beta(alpha, alpha).sample().item()
+    (1 - ``w``) x another row of the batch, its labels alike, ``w`` drawn from ``weights``,
+    Beta(alpha, alpha), with torch's generator (so a seeded epoch draws the same)."""
+    weight = weights.sample().item()
     partners = torch.randperm(len(inputs))
     return (weight * inputs + (1 - weight) * inputs[partners],
             weight * targets + (1 - weight) * targets[partners])
@@ -231,10 +232,11 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, labels:
 
 
 def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn.Module,
-                    valid_loader, data: RunData, state: dict, genres_figure: bool) -> dict:
+                    valid_loader, data: RunData, state: dict, own_figures: bool) -> dict:
     """Reload the best weights, tune per-genre thresholds on valid, save them with the model
     and the valid predictions (with their films' ids, which a cross-fitted run pools by); a run
-    of its own (``genres_figure``, not a fold of a cross-fitted one) draws ``genres.png``."""
+    of its own (``own_figures``, not a fold of a cross-fitted one, whose run draws its members'
+    curves in one figure) draws ``curves.png`` and ``genres.png``."""
     valid_labels, genres = data.valid_labels, data.genres
     best = read_checkpoint(run_dir / "best.pt", f"run {run_name!r}")
     load_weights(model, best["model_state"], f"run {run_name!r}")
@@ -253,10 +255,10 @@ def tune_best_model(config: TrainConfig, run_dir: Path, run_name: str, model: nn
                      valid={"probabilities": probabilities, "labels": valid_labels,
                             "ids": data.valid_ids})
     if state["history"]:
-        write_log(run_dir, state["history"])
+        write_log(run_dir, state["history"], curves=own_figures)
         print_history(run_dir.name, state["history"])
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
-    if genres_figure:
+    if own_figures:
         draw_genre_scores(run_dir, genres, valid_labels, probabilities, thresholds, "valid",
                           config.tune_thresholds)
     write_json(run_dir / "summary.json", summary)
