@@ -38,6 +38,8 @@ def test_cross_fitted_run_ensembles_its_folds_with_out_of_fold_thresholds(workdi
     assert len(ensemble["thresholds"]) == len(ensemble["genres"])
     assert (run / "genres.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"     # out of fold
     assert not (run / "fold-1" / "genres.png").exists()     # not one per model
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"     # every model's
+    assert not (run / "fold-1" / "curves.png").exists()
     np.testing.assert_array_equal(ensemble["valid"]["labels"],
                                   np.concatenate([m["valid"]["labels"] for m in members]))
     study = [sys.executable, "-m", "kit", "thresholds", "--micro-weight", "0", "1", "--parts",

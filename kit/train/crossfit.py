@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from eval.metrics import f1_micro_macro
 from kit.competition import Competition
@@ -27,7 +28,7 @@ from kit.models.ensemble import Ensemble
 from kit.train.checkpoint import model_of, read_checkpoint, write_checkpoint
 from kit.train.config import TrainConfig
 from kit.train.distributed import Distributed, start_distributed
-from kit.train.log import draw_genre_scores
+from kit.train.log import draw_genre_scores, draw_member_curves
 from kit.train.loop import train_run
 from kit.train.run_folder import claim_run
 from kit.train.side_by_side import HeadJob, head_workers, train_side_by_side
@@ -39,6 +40,17 @@ def member_folder(repeat: int, fold: int, backbone: str | None = None) -> str:
     heads, in a folder of its backbone)."""
     folder = f"fold-{fold + 1}" if backbone is None else f"{backbone}/fold-{fold + 1}"
     return folder if repeat == 0 else f"repeat-{repeat + 1}/{folder}"
+
+
+def member_logs(run_dir: Path, members: list[tuple[int, int, str | None]], model: str
+                ) -> dict[str, list[pd.DataFrame]]:
+    """Each member's ``log.csv``, grouped by backbone (one group, ``model``, without separate
+    heads)."""
+    groups: dict[str, list[pd.DataFrame]] = {}
+    for repeat, fold, backbone in members:
+        log = pd.read_csv(run_dir / member_folder(repeat, fold, backbone) / "log.csv")
+        groups.setdefault(backbone or model, []).append(log)
+    return groups
 
 
 def binary_cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -109,6 +121,7 @@ def _cross_fit(config: TrainConfig, competition: Competition, run_dir: Path, run
                      Ensemble(models).state_dict(), thresholds=thresholds.tolist(),
                      valid={"probabilities": probabilities, "labels": labels})
     write_json(run_dir / "thresholds.json", dict(zip(genres, thresholds.tolist())))
+    draw_member_curves(run_dir, member_logs(run_dir, members, config.model))
     draw_genre_scores(run_dir, genres, labels, probabilities, thresholds, "out-of-fold",
                       config.tune_thresholds)
     micro, macro = f1_micro_macro(labels, probabilities >= thresholds)

@@ -34,6 +34,34 @@ def write_log(run_dir: Path, history: list[dict], curves: bool = True) -> None:
     plots.save(figure, run_dir / "curves.png")
 
 
+def draw_member_curves(run_dir: Path, groups: dict[str, list[pd.DataFrame]]) -> Path:
+    """A cross-fitted run's ``curves.png``: the train and valid loss of each of its models by
+    epoch, one colour per group (a backbone's heads), each model's best valid loss marked."""
+    from kit import plots
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    figure, (train, valid) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for colour, (group, logs) in enumerate(groups.items()):
+        style = {"color": f"C{colour}", "linewidth": 0.8, "alpha": 0.6}
+        for index, log in enumerate(logs):
+            label = f"{group} ({len(logs)} models)" if index == 0 else None
+            train.plot(log["epoch"], log["train_loss"], label=label, **style)
+            valid.plot(log["epoch"], log["valid_loss"], **style)
+            best = log["valid_loss"].idxmin()
+            valid.plot(log["epoch"][best], log["valid_loss"][best], "o", markersize=3,
+                       color=f"C{colour}")
+    for axis, part in ((train, "train"), (valid, "valid")):
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_title(f"{part} loss" + (" (dot: the best epoch, whose weights are kept)"
+                                         if part == "valid" else ""), fontsize=9)
+    train.set_ylabel("loss")
+    train.legend(fontsize=8)
+    models = sum(len(logs) for logs in groups.values())
+    figure.suptitle(f"training curves: {run_dir.name}, {models} models")
+    return plots.save(figure, run_dir / "curves.png")
+
+
 def print_history(name: str, history: list[dict]) -> None:
     """The run's epochs as a table on the terminal."""
     console.print(table(f"run {name}", list(history[0]), (row.values() for row in history)))
