@@ -198,7 +198,7 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     weights = torch.distributions.Beta(mixup, mixup) if mixup else None
     for inputs, targets in batches:
         inputs, targets = as_model_input(inputs), targets.float()
-        if weights:
+        if weights is not None:
             inputs, targets = mixed(inputs, targets, weights)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(inputs)
