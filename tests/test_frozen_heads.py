@@ -10,8 +10,10 @@ import torch
 from kit.errors import KitError
 from kit.competition import Competition
 from kit.predict import predict
-from kit.train.checkpoint import build_model
+from kit.train.checkpoint import build_model, model_of
 from kit.train.config import TrainConfig
+from kit.train.data import embed_for
+from kit.train.inference import as_model_input
 from kit.train.precision import resolve_precision
 from kit.train.run import train
 from kit.workdir import Workdir
@@ -73,6 +75,8 @@ def test_separate_heads_are_the_heads_each_backbone_trains_alone(workdir, compet
     members = {(backbone, fold): torch.load(run / backbone / f"fold-{fold}" / "best.pt",
                                             weights_only=False)
                for backbone in ("efficientnet_lite1", "efficientnet_lite0") for fold in (1, 2)}
+    store = Competition.find(Workdir(workdir)).store()
+    joined = embed_for(config, store)         # Lite1's and Lite0's features, mirror images too
     for fold in (1, 2):
         assert members["efficientnet_lite1", fold]["data_options"]["columns"] == [0, 1280]
         separate = members["efficientnet_lite0", fold]
@@ -83,6 +87,12 @@ def test_separate_heads_are_the_heads_each_backbone_trains_alone(workdir, compet
                                       alone["valid"]["probabilities"])
         for key, tensor in alone["model_state"].items():
             assert torch.equal(tensor, separate["model_state"][key]), (fold, key)
+        # trained on a copy of its columns, the saved head reads them out of joined rows
+        _, head = model_of(separate, "a separate head")
+        rows = joined.features(store.positions(separate["valid"]["ids"]))
+        with torch.no_grad():
+            again = torch.sigmoid(head.eval()(as_model_input(torch.from_numpy(rows))))
+        np.testing.assert_allclose(again.numpy(), separate["valid"]["probabilities"], atol=1e-6)
     ensemble = torch.load(run / "best.pt", weights_only=False)
     assert len(ensemble["data_options"]["members"]) == 4
     pooled, _ = pool_out_of_fold([member["valid"] for member in members.values()])
