@@ -17,8 +17,9 @@ def train(config: TrainConfig, workdir: Workdir, run_name: str, competition_name
           resume: bool = False, scheduler: str = "auto") -> dict | None:
     """Train one run; returns its summary (None on torchrun ranks other than 0).
     Writes log.csv, curves.png, last.pt, best.pt, thresholds.json, summary.json and genres.png;
-    with ``config.folds`` > 1, one such run per fold (without genres.png) and their ensemble
-    (``kit/train/crossfit.py``), whose genres.png scores the out-of-fold predictions."""
+    with ``config.folds`` > 1, one such run per fold (without figures) and their ensemble
+    (``kit/train/crossfit.py``), whose curves.png draws every fold's curves and whose genres.png
+    scores the out-of-fold predictions."""
     competition = Competition.find(workdir, competition_name)
     config = config.resolved()
     if config.folds > 1:
