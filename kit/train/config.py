@@ -219,11 +219,16 @@ def field_types() -> dict[str, object]:
     return typing.get_type_hints(TrainConfig)
 
 
+def base_type(kind) -> type:
+    """The type of a field's values (``int`` for ``int | None``)."""
+    return next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+
+
 def check_value(spec, value, origin: str):
     """``value`` for field ``spec``, of the declared type and within its range and choices."""
     name, kind = spec.name, field_types()[spec.name]
     optional = type(None) in typing.get_args(kind)
-    base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+    base = base_type(kind)
     where = f"{name} in {origin}"
     if value is None:
         if optional:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import typing
 from dataclasses import MISSING, fields
 
 from kit.errors import KitError
-from kit.train.config import TrainConfig, check_value, field_types
+from kit.train.config import TrainConfig, base_type, check_value, field_types
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +16,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flags = meta["flag"] or (f"--{spec.name.replace('_', '-')}",)
         default = spec.default if spec.default is not MISSING else spec.default_factory()
         help = f"{meta['help']} (default: {default})"
-        base = next((a for a in typing.get_args(types[spec.name]) if a is not type(None)),
-                    types[spec.name])
+        base = base_type(types[spec.name])
         if base is bool:
             parser.add_argument(*flags, dest=spec.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help)
