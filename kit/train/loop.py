@@ -195,11 +195,11 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     total, count = 0.0, 0
     batches = track(loader, len(loader.sampler), description, "img", size=lambda b: len(b[0]),
                     scale=process.world, transient=True)
-    weights = torch.distributions.Beta(mixup, mixup) if mixup else None
+    mix_weights = torch.distributions.Beta(mixup, mixup) if mixup else None
     for inputs, targets in batches:
         inputs, targets = as_model_input(inputs), targets.float()
-        if weights is not None:
-            inputs, targets = mixed(inputs, targets, weights)
+        if mix_weights is not None:
+            inputs, targets = mixed(inputs, targets, mix_weights)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(inputs)
         loss = criterion(logits.float(), targets)
@@ -211,12 +211,12 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
     return total / max(count, 1)
 
 
-def mixed(inputs: torch.Tensor, targets: torch.Tensor, weights: torch.distributions.Beta
+def mixed(inputs: torch.Tensor, targets: torch.Tensor, mix_weights: torch.distributions.Beta
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup (Zhang et al. 2018) of a batch of features: each row becomes ``w`` x itself +
-    (1 - ``w``) x another row of the batch, its labels alike, ``w`` drawn from ``weights``,
+    (1 - ``w``) x another row of the batch, its labels alike, ``w`` drawn from ``mix_weights``,
     Beta(alpha, alpha), with torch's generator (so a seeded epoch draws the same)."""
-    weight = weights.sample().item()
+    weight = mix_weights.sample().item()
     partners = torch.randperm(len(inputs))
     return (weight * inputs + (1 - weight) * inputs[partners],
             weight * targets + (1 - weight) * targets[partners])
