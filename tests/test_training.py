@@ -320,6 +320,16 @@ def test_command_line_starts_without_importing_torch():
     assert loaded == "[]"
 
 
+def test_head_workers_train_without_importing_timm_or_torchvision():
+    """A head worker imports the training loop, not the libraries of the losses and backbones
+    it does not use (2.5 s for each of the processes a cross-fitted run starts)."""
+    probe = ("import sys; import kit.train.side_by_side; "
+             "print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
+
+
 def test_train_and_predict_never_open_the_private_folder(workdir, competition, tmp_path):
     with private_moved_away(competition, tmp_path):
         train(TrainConfig(**{**TINY, "epochs": 1}), Workdir(workdir), "no-peeking")
