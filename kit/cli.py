@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("synth", cmd_synth, "write a synthetic poster data set (Letterboxd layout)")
     sub.add_argument("--out", type=path_text, required=True, help="folder to write")
     sub.add_argument("--n", type=whole(1, 10**7), default=3000, help="films (default: %(default)s)")
-    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--seed", type=SEED, default=0,
+                     help="seed of the posters and genres drawn (default: %(default)s)")
     sub.add_argument("--workers", type=WORKERS, default=None,
                      help="processes (default: all cores, at most 8)")
     sub.add_argument("--force", action="store_true",
@@ -199,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="public fraction of the test part (0.5)")
     sub.add_argument("--min-support", type=whole(1, 10**9), default=10,
                      help="drop genres with fewer films (10)")
-    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--seed", type=SEED, default=0,
+                     help="seed of the stratified split (default: %(default)s)")
 
     sub = command("train", cmd_train, "train a model (early stopping, checkpoints, --resume)")
     sub.add_argument("--name", type=usable_name,
@@ -222,11 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
                   "hyperparameters")
     sub.add_argument("--name", default="search", type=usable_name,
                      help="search name (default: %(default)s)")
-    sub.add_argument("--trials", type=whole(1, 10_000), default=8)
-    sub.add_argument("--trial-epochs", type=whole(1, 100_000), default=5)
+    sub.add_argument("--trials", type=whole(1, 10_000), default=8,
+                     help="hyperparameter draws (default: %(default)s)")
+    sub.add_argument("--trial-epochs", type=whole(1, 100_000), default=5,
+                     help="epoch budget of each trial (default: %(default)s)")
     sub.add_argument("--lr-range", type=number(1e-12, 10.0), nargs=2, default=[1e-4, 1e-2],
-                     metavar=("LOW", "HIGH"))
-    sub.add_argument("--search-seed", type=SEED, default=0)
+                     metavar=("LOW", "HIGH"),
+                     help="learning rates drawn log-uniformly between (default: 1e-4 1e-2)")
+    sub.add_argument("--search-seed", type=SEED, default=0,
+                     help="seed of the draws, apart from the trials' training seed "
+                     "(default: %(default)s)")
     sub.add_argument("--space", nargs="+", choices=SEARCHABLE,
                      default=list(DEFAULT_SEARCH_SPACE),
                      help="hyperparameters to draw (default: %(default)s)")
@@ -254,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--baseline", default="lenet", help="baseline name or TOML file")
     sub.add_argument("--data", type=path_text, help="data folder (default: synthetic posters)")
     sub.add_argument("--films", type=whole(10, 10**7), default=3000, help="synthetic films (3000)")
-    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--seed", type=SEED, default=0,
+                     help="seed of the synthetic posters (when first written) and of the split "
+                     "(default: %(default)s)")
     sub.add_argument("--epochs", type=whole(1, 100_000),
                      help="override the baseline's epoch budget")
     sub.add_argument("--submissions", type=path_text, default="submissions",
@@ -266,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("audit", cmd_audit, "balancing audit: label distribution before/after")
     sub.add_argument("--competition", type=usable_name,
                      help="competition name (default: the current one, see `kit use`)")
-    sub.add_argument("--seed", type=SEED, default=0)
+    sub.add_argument("--seed", type=SEED, default=0,
+                     help="seed of the balancing's draws (default: %(default)s)")
     add_balance_arguments(sub)
     add_threshold_command(command)
     add_hosted_commands(command)

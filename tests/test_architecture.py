@@ -97,3 +97,18 @@ def test_no_module_is_much_over_300_lines():
             for p in (ROOT / package).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 320}
     assert not long, long
+
+
+def test_every_command_line_option_says_what_it_does():
+    import argparse
+
+    from eval.cli import build_parser as eval_parser
+    from kit.cli import build_parser as kit_parser
+    silent = []
+    for program, parser in (("kit", kit_parser()), ("python -m eval", eval_parser())):
+        commands = next(a for a in parser._actions
+                        if isinstance(a, argparse._SubParsersAction)).choices
+        silent += [f"{program} {name} {option.option_strings[0]}"
+                   for name, command in commands.items() for option in command._actions
+                   if option.option_strings and not option.help]
+    assert not silent, silent
