@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -99,6 +100,25 @@ def test_worker_killed_mid_scoring_fails_that_submission_only(serve, organiser, 
     assert [r["status"] for r in admin_rows(server)] == ["failed"]
     after = post(server, token, good)
     assert after.status_code == 201 and after.json()["remaining_today"] == 4
+
+
+def test_sigterm_stops_the_server_and_its_scoring_workers_cleanly(serve, organiser, database_url,
+                                                                 tmp_path):
+    server = serve("--workers", "2")
+    token = add(organiser, database_url, "sam")
+    assert post(server, token, write_submission(organiser, tmp_path / "s.csv", 0.1)
+                ).status_code == 201
+    workers = children(server.process.pid)
+    assert workers
+    server.process.terminate()
+    assert server.process.wait(30) in (0, -signal.SIGTERM)      # uvicorn re-raises the signal
+    deadline = time.monotonic() + 10        # the resource tracker ends when its pipe closes
+    while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+    log = server.log.read_text()
+    assert "Application shutdown complete" in log
+    assert "leaked" not in log and "Traceback" not in log, log[-2000:]
 
 
 def test_sigkill_mid_load_loses_nothing_answered(serve, organiser, database_url, tmp_path):

@@ -131,4 +131,4 @@ class Grader:
         return await self.run(ties, self.answers, paths, metric, self.resamples)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
