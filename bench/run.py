@@ -61,9 +61,13 @@ def folder_mb(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", default="work/bench")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
-    parser.add_argument("--score-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--workdir", default="work/bench",
+                        help="folder for the synthetic data and stores (default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000],
+                        help="synthetic posters stored by each preprocessing measurement "
+                        "(default: %(default)s)")
+    parser.add_argument("--score-rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                        help="rows of the scored submissions (default: %(default)s)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="run only these parts; results merge into bench/results.json")
     args = parser.parse_args()

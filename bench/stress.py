@@ -94,10 +94,14 @@ def many_posters(folder: Path, count: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", default="work/stress")
-    parser.add_argument("--submission-gb", type=float, default=2.0)
-    parser.add_argument("--label-rows", type=int, default=10_000_000)
-    parser.add_argument("--posters", type=int, default=100_000)
+    parser.add_argument("--workdir", default="work/stress",
+                        help="folder for the generated files (default: %(default)s)")
+    parser.add_argument("--submission-gb", type=float, default=2.0,
+                        help="size of the scored submission (default: %(default)s)")
+    parser.add_argument("--label-rows", type=int, default=10_000_000,
+                        help="rows of the ingested genres.csv (default: %(default)s)")
+    parser.add_argument("--posters", type=int, default=100_000,
+                        help="files in the poster folder prepared (default: %(default)s)")
     args = parser.parse_args()
     work = Path(args.workdir).resolve()
     results = {}
