@@ -29,7 +29,11 @@ def _database_url(args, competition: Competition) -> str:
     if args.db is not None and not args.db.strip():     # often an unset shell variable
         raise KitError("--db is empty: give a database URL, or leave --db out for SQLite in "
                        "the competition's folder")
-    return args.db or os.environ.get("KIT_DATABASE_URL") or default_url(competition.server)
+    given = args.db or os.environ.get("KIT_DATABASE_URL")
+    if given:
+        return given
+    competition.server.mkdir(parents=True, exist_ok=True)
+    return default_url(competition.server)
 
 
 def _database(args, competition: Competition):

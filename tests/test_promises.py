@@ -170,6 +170,21 @@ def test_participant_options_may_come_anywhere(workdir, tmp_path):
     assert done.returncode == 2 and "required: name" in done.stderr, done.stderr
 
 
+
+def test_a_database_in_a_missing_folder_is_refused_not_made(workdir, tmp_path):
+    """`serve --db sqlite:////srv/typo/grading.db` made the folders and served an empty
+    competition: no participant, no submission."""
+    missing = tmp_path / "typo" / "grading.db"
+    for argv in (("participants", "list"), ("serve", "--port", "1")):
+        done = run("eval", *argv, "--db", f"sqlite:///{missing}", "--workdir", str(workdir))
+        assert done.returncode == 2 and "create it first" in done.stderr, done.stderr
+        assert not missing.parent.exists()
+    server_folder = next((workdir / "competitions").glob("*/server"), None)
+    assert server_folder is None        # the default database's folder is made when used
+    done = run("eval", "participants", "add", "ann", "--workdir", str(workdir))
+    assert done.returncode == 0, done.stderr
+    assert next((workdir / "competitions").glob("*/server/grading.db")).is_file()
+
 VALUES = st.sampled_from(["-1", "0", "1", "99999999999999999999", "nan", "1e400", "", "x",
                           "/proc/version", "/", "/nonexistent/x", "../..", "é\u2028", "%s",
                           "0001-01-01T00:00:00+14:00", "http://[::1"])

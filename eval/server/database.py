@@ -88,7 +88,10 @@ def connect(url: str) -> Engine:
             raise KitError(f"the database {_safe(url)} is SQLite in memory, which loses every "
                            "submission when the server stops; name a file, as in "
                            "sqlite:////srv/grading.db")
-        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(engine.url.database).parent
+        if not folder.is_dir():     # made up, a typo would start an empty competition
+            raise KitError(f"the database {_safe(url)} would be in {folder}, which is not a "
+                           "folder here: create it first, or mend the URL")
         _sqlite_setup(engine)
     try:
         Base.metadata.create_all(engine)
