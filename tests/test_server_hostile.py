@@ -188,8 +188,11 @@ def test_a_port_in_use_or_a_foreign_host_is_one_message(server, organiser, datab
     (["--port", "0"], "argument --port: must be from 1 to 65,535"),
     (["--db", "sqlite://"], "is SQLite in memory, which loses every submission"),   # once served
     (["--db", ""], "--db is empty"),           # once SQLite beside the competition, unsaid
+    (["--db", "mysql://h/kit"], "is mysql; the server runs on SQLite"),   # once "No module"
+    (["--db", "sqlite:////no/such/folder/grading.db"], "create it first"),    # once made
 ])
 def test_server_options_out_of_range_are_refused_before_it_starts(organiser, options, message):
     result = subprocess.run([sys.executable, "-m", "eval", "serve", "--workdir", str(organiser),
                              *options], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+

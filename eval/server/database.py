@@ -9,7 +9,7 @@ from typing import Iterator
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, cast,
                         create_engine, event, select, update)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -80,7 +80,12 @@ def default_url(server_dir: Path) -> str:
 def connect(url: str) -> Engine:
     """An engine for ``url`` with the schema created (or checked to be this version)."""
     try:
-        engine = create_engine(url, pool_pre_ping=True, future=True)
+        parsed = make_url(url)        # postgresql:// means psycopg (3) from SQLAlchemy 2.1
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise KitError(f"the database {_safe(url)} is {parsed.get_backend_name()}; the "
+                           "server runs on SQLite (sqlite:////srv/grading.db) or PostgreSQL "
+                           "(postgresql+psycopg://user@host/name)")
+        engine = create_engine(parsed, pool_pre_ping=True, future=True)
     except (ArgumentError, ImportError, ValueError) as error:
         raise KitError(f"cannot use the database {_safe(url)}: {error}") from None
     if engine.dialect.name == "sqlite":
@@ -112,7 +117,6 @@ def connect(url: str) -> Engine:
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     try:
-        from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
     except Exception:       # an unparsable URL is shown as given, minus anything after '@'
         return str(url).split("@")[-1]
