@@ -247,6 +247,8 @@ def test_the_kits_baselines_are_found_from_any_folder(tmp_path):
     ("mixup = 0.2", "frozen-mode options without frozen = true: mixup; set frozen = true"),
     ("frozen = true\nmixup = 1e-6", "mixup must be 0 .off. or at least 0.01, not 1e-06"),
     ("frozen = true\nshort_side = 5", "short_side must be 0 .* or at least 32, not 5"),
+    ("frozen = true", "frozen mode embeds the posters with a pretrained backbone and lenet "
+     "has no weights here"),
     ('joined_backbones = ["efficientnet_lite0"]\nmirror = true',
      "without frozen = true: joined_backbones, mirror; .* leave them out .*bad.toml")])
 def test_config_values_are_checked_once_where_they_are_read(tmp_path, line, message):
@@ -288,7 +290,8 @@ def test_image_models_train_under_bf16_autocast_unless_fp32_is_asked(workdir):
                                         weights_only=False)["model_state"]["features.0.weight"]
     assert not torch.allclose(weights["bf16"], weights["fp32"], atol=1e-6)
     assert TrainConfig(precision="bf16").bf16_training
-    assert not TrainConfig(precision="bf16", frozen=True).bf16_training   # embeddings only
+    assert not TrainConfig(precision="bf16", frozen=True,                # embeddings only
+                           model="efficientnet_lite0").bf16_training
 
 
 def test_posters_reach_the_network_channels_last_and_in_the_autocast_dtype():
