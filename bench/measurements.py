@@ -106,11 +106,19 @@ def pretrained_vs_random(workdir: str) -> dict:
     from kit.workdir import Workdir
     wd = Workdir(workdir)
     key = load_answers(Competition.find(wd).folder / "private" / "answers.csv")
+    random_weights = Path(workdir) / "random-lite0.pth"    # frozen mode wants weights named
+    if not random_weights.exists():
+        import timm
+        import torch
+        torch.manual_seed(0)
+        torch.save(timm.create_model("tf_efficientnet_lite0", num_classes=0).state_dict(),
+                   random_weights)
     out = {}
-    for label, model in (("imagenet", "efficientnet_lite0"),
-                         ("random", "timm:tf_efficientnet_lite0")):
-        config = TrainConfig(model=model, frozen=True, optimizer="adamw", lr=1e-3, batch_size=64,
-                             epochs=40, patience=8, dropout=0.2, weight_decay=1e-4)
+    for label, model, weights in (("imagenet", "efficientnet_lite0", None),
+                                  ("random", "timm:tf_efficientnet_lite0", str(random_weights))):
+        config = TrainConfig(model=model, pretrained=weights, frozen=True, optimizer="adamw",
+                             lr=1e-3, batch_size=64, epochs=40, patience=8, dropout=0.2,
+                             weight_decay=1e-4)
         train(config, wd, f"bench-{label}", resume=True, scheduler="inline")
         path = predict(wd, f"bench-{label}", Path(workdir) / "bench-subs")["submission"]
         public = score_submission(path, key, resamples=200)["public"]
