@@ -164,7 +164,7 @@ class TrainConfig:
                            "below it torch's Beta sampler draws wrong weights (near 0.5 "
                            "instead of near 0 or 1)")
         if self.frozen and self.model not in JOINABLE_BACKBONES and not (
-                self.model.startswith("timm:") and self.pretrained):    # once random features
+                self.model.startswith("timm:") and self.pretrained):  # random weights: noise
             raise KitError(f"frozen mode embeds the posters with a pretrained backbone and "
                            f"{self.model} has no weights here: use one of "
                            f"{', '.join(JOINABLE_BACKBONES)}, or timm:<name> with pretrained "
