@@ -24,7 +24,8 @@ def _competition(args) -> Competition:
 
 
 def _database_url(args, competition: Competition) -> str:
-    """--db, else $KIT_DATABASE_URL, else SQLite in the competition's server folder."""
+    """--db, else $KIT_DATABASE_URL, else SQLite in the competition's server folder (made if
+    missing; a folder named in a URL must exist, see eval.server.database.connect)."""
     from eval.server.database import default_url
     if args.db is not None and not args.db.strip():     # often an unset shell variable
         raise KitError("--db is empty: give a database URL, or leave --db out for SQLite in "
