@@ -175,6 +175,24 @@ def test_mixup_mixes_each_row_and_its_labels_by_one_weight_and_a_seed_repeats_it
     assert not torch.equal(weights["mix-a"], weights["no-mix"])
 
 
+
+def test_label_smoothing_trains_towards_labels_pulled_to_one_half():
+    """A network that always answers logit -10 on films without any genre: BCE is about 10 x
+    the target, so 0 with the true labels and 10 x 0.05 with smoothing 0.1."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from kit.train.loop import train_one_epoch
+    network = torch.nn.Linear(4, 3)
+    torch.nn.init.zeros_(network.weight)
+    torch.nn.init.constant_(network.bias, -10.0)
+    loader = DataLoader(TensorDataset(torch.zeros(8, 4), torch.zeros(8, 3)), batch_size=4)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.0)
+    floor = float(np.log1p(np.exp(-10.0)))
+    losses = {s: train_one_epoch(network, torch.nn.BCEWithLogitsLoss(), optimizer, loader,
+                                 "smoothing", label_smoothing=s) for s in (0.0, 0.1)}
+    assert losses[0.0] == pytest.approx(floor, abs=1e-6)
+    assert losses[0.1] == pytest.approx(10 * 0.05 + floor, abs=1e-6)
+
 @pytest.mark.parametrize("balance, loss", [("class-weight", "bce"), ("sampler", "asl"),
                                            ("min-per-genre", "focal")])
 def test_balancing_strategies_and_losses_train(workdir, balance, loss):

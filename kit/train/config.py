@@ -33,7 +33,7 @@ JOINABLE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_
 VIEWS = ("full", "top", "middle", "bottom", "flip", "flip-top", "flip-middle",
          "flip-bottom")
 SEARCHABLE = ("lr", "dropout", "weight_decay", "head_hidden", "batch_size",
-              "tuned_stages", "backbone_lr", "mixup")                  # kit search --space
+              "tuned_stages", "backbone_lr", "mixup", "label_smoothing")   # kit search --space
 DEFAULT_SEARCH_SPACE = ("lr", "dropout")      # the report's search
 RESUMABLE_CHANGES = ("epochs", "patience", "workers", "tune_thresholds",
                      "micro_weight", "threshold_grid")                 # safe on resume
@@ -85,6 +85,10 @@ class TrainConfig:
     mixup: float = option(0.0, "frozen mode: mixup: each training batch is mixed with a "
                                "shuffled copy of itself, features and labels alike, by a weight "
                                "drawn from Beta(mixup, mixup) (0: off)", low=0.0, high=10.0)
+    label_smoothing: float = option(0.0, "training targets pulled towards 0.5 by this share, "
+                                         "y (1 - s) + s / 2 (valid loss, early stopping and "
+                                         "thresholds see the true labels; 0: off)", low=0.0,
+                                    high=0.5)
     precision: str = option("auto", "bf16 or fp32 autocast of frozen-mode embeddings or of "
                                     "image-model training steps; auto: bf16 on CPUs with native "
                                     "bf16 (AVX512-BF16, AMX), where it is faster, else fp32",

@@ -140,7 +140,8 @@ def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, r
         started = time.perf_counter()
         train_loss = train_one_epoch(network, criterion, optimizer, train_loader,
                                      f"epoch {epoch + 1}/{config.epochs}", process,
-                                     bf16=config.bf16_training, mixup=config.mixup)
+                                     bf16=config.bf16_training, mixup=config.mixup,
+                                     label_smoothing=config.label_smoothing)
         seconds = time.perf_counter() - started
         valid = evaluate(model, valid_loader, criterion, data.valid_labels)
         improved = valid["loss"] < state["best_loss"] - 1e-6
@@ -183,12 +184,13 @@ def _train_model(config: TrainConfig, competition: Competition, run_dir: Path, r
 
 def train_one_epoch(network, criterion, optimizer, loader, description: str,
                     process: Distributed = Distributed(), bf16: bool = False,
-                    mixup: float = 0.0) -> float:
+                    mixup: float = 0.0, label_smoothing: float = 0.0) -> float:
     """One pass over ``loader``; returns the mean training loss (over this process's batches).
 
     ``bf16`` runs the forward pass under bfloat16 autocast (weights, loss and optimiser stay
     float32), faster on CPUs with native bf16 (AVX512-BF16, AMX). ``mixup`` > 0 mixes each
-    batch of features with a shuffled copy of itself (``mixed``).
+    batch of features with a shuffled copy of itself (``mixed``); ``label_smoothing`` s > 0
+    trains towards y (1 - s) + s / 2 instead of the labels y.
     """
     keep_freed_memory()
     network.train()
@@ -200,6 +202,8 @@ def train_one_epoch(network, criterion, optimizer, loader, description: str,
         inputs, targets = as_model_input(inputs), targets.float()
         if mix_weights is not None:
             inputs, targets = mixed(inputs, targets, mix_weights)
+        if label_smoothing:
+            targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(inputs)
         loss = criterion(logits.float(), targets)

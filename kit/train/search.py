@@ -3,7 +3,8 @@
 The report searched learning rate (log-uniform between two bounds) and dropout (0.1 to 0.5 in
 steps of 0.05); that stays the default space. ``--space`` adds weight decay, the frozen head's
 hidden units, the batch size, partial fine-tuning's stages (0 to 2) and learning rate
-(log-uniform, 1e-5 to 1e-3), and the frozen head's mixup (0, 0.1, 0.2 or 0.4). Each trial is
+(log-uniform, 1e-5 to 1e-3), the frozen head's mixup (0, 0.1, 0.2 or 0.4) and label
+smoothing (0, 0.01, 0.02 or 0.05). Each trial is
 an ordinary run (``<name>-trialNN``, and ``-seedK`` for its further seeds), so an interrupted
 search resumes. A cross-fitted config (``folds`` > 1) scores each trial out of fold (its heads
 side by side within each trial); frozen heads on one split train side by side across trials and
@@ -34,6 +35,7 @@ BATCH_SIZES = (16, 32, 64, 128)
 TUNED_STAGES = (0, 1, 2)
 BACKBONE_LR = (1e-5, 1e-3)
 MIXUPS = (0.0, 0.1, 0.2, 0.4)
+LABEL_SMOOTHINGS = (0.0, 0.01, 0.02, 0.05)
 LOG_SCALED = ("lr", "backbone_lr")       # shown as 1.23e-04
 
 
@@ -50,7 +52,8 @@ def search_space(lr_bounds: tuple[float, float]) -> dict[str, Callable]:
     draws = {"lr": _log_uniform(*lr_bounds), "dropout": _choice(DROPOUTS),
              "weight_decay": _choice(WEIGHT_DECAYS), "head_hidden": _choice(HEAD_HIDDEN),
              "batch_size": _choice(BATCH_SIZES), "tuned_stages": _choice(TUNED_STAGES),
-             "backbone_lr": _log_uniform(*BACKBONE_LR), "mixup": _choice(MIXUPS)}
+             "backbone_lr": _log_uniform(*BACKBONE_LR), "mixup": _choice(MIXUPS),
+             "label_smoothing": _choice(LABEL_SMOOTHINGS)}
     assert tuple(draws) == SEARCHABLE
     return draws
 
