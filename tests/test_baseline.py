@@ -21,7 +21,8 @@ def test_every_shipped_baseline_is_a_valid_config():
     assert mixup.updated({"joined_backbones": ["efficientnet_lite1", "efficientnet_lite0"],
                           "separate_heads": True, "repeats": 2, "micro_weight": 0.5}) == trio
     best = TrainConfig.from_file(config_file("lite-trio-nomirror-crossfit"))
-    assert trio.updated({"mirror": False, "micro_weight": 0.2, "patience": 4}) == best
+    assert trio.updated({"mirror": False, "micro_weight": 0.1, "patience": 4,
+                         "label_smoothing": 0.02}) == best
     upright = TrainConfig.from_file(config_file("lite2-upright-crossfit"))
     assert repeated.updated({"repeats": 1, "threshold_grid": "linear"}) == upright
 
